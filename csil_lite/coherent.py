@@ -1,0 +1,124 @@
+"""The coherent reward r(s, a) = alpha * (log q(a|s) - log p(a)) and what its bound implies.
+
+With a uniform prior p on [-1, 1]^d_a (log p = -d_a log 2) and alpha = scale / d_a, the BC policy q is the
+soft-optimal policy for this reward (chapter 2), so fine-tuning against it starts from an optimum instead of
+unlearning BC first.
+
+Bounds. The reference shifts/clips with MAX_REWARD = -0.5 log(MIN_VAR) + log 2 per dimension, which drops the
+tanh Jacobian and the Gaussian normaliser, so its "bound" can be exceeded (by up to ~5.4 nats per dimension near
+the clip). We keep that constant for comparison (`REFERENCE_MAX_REWARD`) but bound with the strict per-dimension
+maximum of the log-density implied by the policy's std floor and the clip threshold
+(`distributions.max_log_prob_per_dim`), so the shifted reward really is <= 0 and the value clip is never violated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from csil_lite.distributions import THRESHOLD, max_log_prob_per_dim
+
+Variant = Literal["pos", "neg"]
+REFERENCE_MAX_REWARD = -0.5 * math.log(1e-5) + math.log(2.0)  # ~6.4496, the reference's heuristic constant
+
+
+def reward_scale(action_dim: int, scale: float = 1.0) -> float:
+    """alpha_r = scale / d_a: per-dimension normalisation, distinct from the SAC/KL temperature beta."""
+    if action_dim < 1:
+        raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+    return scale / action_dim
+
+
+def max_reward(min_std: float, scale: float = 1.0, threshold: float = THRESHOLD) -> float:
+    """Strict upper bound of the positive coherent reward: scale * (max log q per dim + log 2)."""
+    return scale * (max_log_prob_per_dim(min_std, threshold) + math.log(2.0))
+
+
+def coherent_reward(
+    log_q: jax.Array,
+    action_dim: int,
+    *,
+    min_std: float,
+    variant: Variant = "pos",
+    scale: float = 1.0,
+) -> jax.Array:
+    """Reward from the (reward network's) log-density of the taken action.
+
+    'pos' (reference default): alpha (log q + d_a log 2). 'neg': the same minus its strict bound, hence <= 0.
+    """
+    alpha = reward_scale(action_dim, scale)
+    r = alpha * (log_q + action_dim * math.log(2.0))
+    if variant == "pos":
+        return r
+    if variant == "neg":
+        return r - max_reward(min_std, scale)
+    raise ValueError(f"unknown coherent reward variant {variant!r}; choose 'pos' or 'neg'")
+
+
+def reward_upper_bound(min_std: float, *, variant: Variant = "pos", scale: float = 1.0) -> float:
+    return max_reward(min_std, scale) if variant == "pos" else 0.0
+
+
+def value_clip(min_std: float, gamma: float, *, variant: Variant = "pos", scale: float = 1.0) -> float:
+    """Largest soft value a discounted sum of such rewards can reach: bound / (1 - gamma) ('neg': 0)."""
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma must lie in [0, 1), got {gamma}")
+    return reward_upper_bound(min_std, variant=variant, scale=scale) / (1.0 - gamma)
+
+
+def refinement_loss(r_demo: jax.Array, r_online: jax.Array, kl_weight: float = 1.0) -> jax.Array:
+    """Reward refinement: raise the reward on demonstrations, pull it to zero on the policy's own samples.
+
+    -E_demo[r] + E_online[exp(-max(r, -5)) - 1 + r]; the second term is the non-negative KL estimator
+    x - 1 + e^{-x} evaluated at the log-ratio x = r (minimised at r = 0). The clip only guards the exponential.
+    """
+    kl_term = jnp.exp(-jnp.maximum(r_online, -5.0)) - 1.0 + r_online
+    return -jnp.mean(r_demo) + kl_weight * jnp.mean(kl_term)
+
+
+def policy_reward(
+    policy,
+    params,
+    obs: jax.Array,
+    actions: jax.Array,
+    *,
+    variant: Variant = "pos",
+    scale: float = 1.0,
+) -> jax.Array:
+    """Coherent reward of a policy network (HetStat or MLP) at (obs, actions): [batch]."""
+    from csil_lite.distributions import tanh_normal
+
+    mean, std = policy.apply(params, obs)
+    log_q = tanh_normal(mean, std).log_prob(actions)
+    return coherent_reward(log_q, actions.shape[-1], min_std=policy.min_std, variant=variant, scale=scale)
+
+
+def refinement_step(
+    policy,
+    optimizer,
+    params,
+    opt_state,
+    demo: tuple[jax.Array, jax.Array],
+    online: tuple[jax.Array, jax.Array],
+    *,
+    variant: Variant = "pos",
+    scale: float = 1.0,
+    kl_weight: float = 1.0,
+):
+    """One optimiser step of `refinement_loss` on the reward network's params; jit-friendly.
+
+    `demo` and `online` are (obs, actions) pairs. Returns (params, opt_state, loss).
+    """
+    import optax
+
+    def loss_fn(p):
+        r_demo = policy_reward(policy, p, *demo, variant=variant, scale=scale)
+        r_online = policy_reward(policy, p, *online, variant=variant, scale=scale)
+        return refinement_loss(r_demo, r_online, kl_weight)
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss

@@ -1,0 +1,139 @@
+"""Policies that output the latent Gaussian (mean, std) of a tanh-squashed action distribution.
+
+`HetStatPolicy` is the CSIL policy: a trunk with a narrow bottleneck, a *stationary* periodic feature layer and a
+heteroscedastic Bayesian-linear head. Because the features of a stationary kernel decorrelate away from the data,
+the predictive variance returns to its prior level out of distribution: the policy "knows what it does not know",
+which is what makes log q(a|s) - log p(a) a sensible reward away from the demonstrations.
+
+Cost note: the head holds one D x D Cholesky factor per action dimension, so parameters and FLOPs scale as
+d_a * D^2 (D=256, d_a=7 is ~230k parameters and ~460k multiply-adds per sample). Lower `features` (D) for long
+action chunks or CPU previews.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from csil_lite.distributions import tanh_normal
+from csil_lite.nets.layers import MLP, periodic_activation
+
+MIN_VARIANCE = 1e-5
+PRIOR_VARIANCE = 0.75
+
+
+def _check_obs(obs: jax.Array, name: str) -> None:
+    if obs.ndim < 1:
+        raise ValueError(f"{name}: observations must have a feature axis, got shape {obs.shape}")
+
+
+class HetStatPolicy(nn.Module):
+    """Heteroscedastic stationary policy (the reference's `hetstat{sin,tri,prelu}` architecture).
+
+    Returns `(mean, std)` of the latent Gaussian, each [..., action_dim]. With `detach_std_features=True` the std
+    is computed from stop-gradient features, so a loss on the std trains only the Cholesky factors (the
+    "faithful" BC loss relies on this).
+    """
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    bottleneck: int = 12
+    features: int = 256
+    activation: str = "triangle"
+    layer_norm: bool = False
+    init_log_input_scale: float = -5.0
+    prior_variance: float = PRIOR_VARIANCE
+    min_variance: float = MIN_VARIANCE
+
+    def setup(self) -> None:
+        if self.features % 2:
+            raise ValueError(f"HetStatPolicy.features must be even (feature pairs), got {self.features}")
+        if self.action_dim < 1:
+            raise ValueError(f"HetStatPolicy.action_dim must be >= 1, got {self.action_dim}")
+        self.trunk = MLP((*self.hidden, self.bottleneck), activate_final=True, layer_norm=self.layer_norm)
+        half = self.features // 2
+        # Trained "random" frequencies and a trained per-input scale exp(l) (an inverse length-scale).
+        self.frequencies = self.param("frequencies", nn.initializers.normal(1.0), (self.bottleneck, half))
+        self.log_input_scale = self.param(
+            "log_input_scale", nn.initializers.constant(self.init_log_input_scale), (self.bottleneck,)
+        )
+        self.mean_weights = self.param("mean_weights", nn.initializers.zeros, (self.features, self.action_dim))
+        n_tril = self.features * (self.features + 1) // 2
+        # Packed lower-triangular factors with exp on the diagonal: zeros map to the identity.
+        self.cholesky_raw = self.param("cholesky_raw", nn.initializers.zeros, (self.action_dim, n_tril))
+        self._act = periodic_activation(self.activation)
+
+    def stationary_features(self, obs: jax.Array) -> jax.Array:
+        h = self.trunk(obs)
+        z = (h * jnp.exp(self.log_input_scale)) @ self.frequencies
+        f = jnp.concatenate([self._act(z + jnp.pi / 4), self._act(z - jnp.pi / 4)], axis=-1)
+        return f / jnp.sqrt(self.features)
+
+    def cholesky_factors(self) -> jax.Array:
+        """[action_dim, D, D] lower-triangular factors L_d of the head's 'posterior' covariance L_d L_d^T."""
+        d = self.features
+        rows, cols = np.tril_indices(d)
+        tril = jnp.zeros((self.action_dim, d, d), self.cholesky_raw.dtype).at[:, rows, cols].set(self.cholesky_raw)
+        diag = jnp.diagonal(tril, axis1=-2, axis2=-1)
+        return tril + jax.vmap(jnp.diag)(jnp.exp(diag) - diag)
+
+    def std_from_features(self, f: jax.Array) -> jax.Array:
+        # v_d = f^T L_d L_d^T f = ||L_d^T f||^2 : Bayesian linear regression's predictive variance.
+        proj = jnp.einsum("...j,ajk->...ak", f, self.cholesky_factors())
+        var = jnp.sum(jnp.square(proj), axis=-1)
+        return jnp.sqrt(self.prior_variance) * jnp.tanh(jnp.sqrt(self.min_variance + var))
+
+    def __call__(self, obs: jax.Array, detach_std_features: bool = False) -> tuple[jax.Array, jax.Array]:
+        _check_obs(obs, "HetStatPolicy")
+        f = self.stationary_features(obs)
+        mean = f @ self.mean_weights
+        std = self.std_from_features(jax.lax.stop_gradient(f) if detach_std_features else f)
+        return mean, std
+
+    @property
+    def min_std(self) -> float:
+        return float(np.sqrt(self.prior_variance) * np.tanh(np.sqrt(self.min_variance)))
+
+
+class MLPPolicy(nn.Module):
+    """Plain MLP Gaussian head with the reference's clamped log-std in [-5, 0] (for comparison with HetStat)."""
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    layer_norm: bool = False
+    min_variance: float = MIN_VARIANCE
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, detach_std_features: bool = False) -> tuple[jax.Array, jax.Array]:
+        _check_obs(obs, "MLPPolicy")
+        h = MLP(tuple(self.hidden), activate_final=True, layer_norm=self.layer_norm)(obs)
+        dense = lambda name: nn.Dense(  # noqa: E731
+            self.action_dim, kernel_init=nn.initializers.orthogonal(), bias_init=nn.initializers.zeros, name=name
+        )
+        mean = dense("mean")(h)
+        raw = dense("log_std")(jax.lax.stop_gradient(h) if detach_std_features else h)
+        log_std = -5.0 + 5.0 * (jnp.tanh(raw) + 1.0) / 2.0
+        return mean, jnp.sqrt(self.min_variance) + jnp.exp(log_std)
+
+    @property
+    def min_std(self) -> float:
+        return float(np.sqrt(self.min_variance) + np.exp(-5.0))
+
+
+def make_policy(kind: str, action_dim: int, **kwargs) -> nn.Module:
+    """'hetstat' (CSIL default, triangle activation) or 'mlp'."""
+    if kind == "hetstat":
+        return HetStatPolicy(action_dim=action_dim, **kwargs)
+    if kind == "mlp":
+        return MLPPolicy(action_dim=action_dim, **kwargs)
+    raise ValueError(f"unknown policy kind {kind!r}; choose 'hetstat' or 'mlp'")
+
+
+def policy_distribution(policy: nn.Module, params, obs: jax.Array):
+    """The tanh-Gaussian action distribution of `policy` at `obs`."""
+    mean, std = policy.apply(params, obs)
+    return tanh_normal(mean, std)
