@@ -37,7 +37,7 @@ BC_EPS = 1e-6  # floor on BC probabilities, so log pi_BC (and the coherent rewar
 
 __all__ = [
     "TabularMDP", "SoftSolution", "Benchmark", "make_mdp", "gridworld", "uniform_prior", "validate_policy",
-    "boltzmann_policy", "soft_value", "kl_to_prior", "soft_bellman_operator", "policy_evaluation",
+    "boltzmann_policy", "soft_value", "kl_to_prior", "policy_entropy", "soft_bellman_operator", "policy_evaluation",
     "soft_value_iteration", "soft_value_iteration_trace", "soft_policy_iteration", "soft_policy_iteration_trace",
     "value_iteration", "greedy_policy", "occupancy", "state_action_occupancy", "expected_return",
     "soft_expert", "collect_demos", "bc_policy", "coherent_reward", "classifier_reward", "maxent_irl",
@@ -262,6 +262,13 @@ def soft_value(Q: ArrayLike, alpha: float, prior: ArrayLike) -> np.ndarray:
 def kl_to_prior(pi: ArrayLike, prior: ArrayLike) -> np.ndarray:
     """Per-state KL(pi || prior) in nats."""
     return _kl(jnp.asarray(pi), jnp.asarray(prior))
+
+
+def policy_entropy(pi: ArrayLike) -> np.ndarray:
+    """Per-state entropy H(pi(.|s)) in nats, with 0 log 0 = 0 (cold policies have exact zeros)."""
+    pi = np.asarray(pi, dtype=np.float64)
+    logs = np.log(np.where(pi > 0, pi, 1.0))
+    return -np.sum(pi * logs, axis=-1)
 
 
 @_x64

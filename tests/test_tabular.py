@@ -222,3 +222,8 @@ def test_plot_grid_smoke():
     with pytest.raises(ValueError, match="values"):
         T.plot_grid(np.arange(10.0), ax)
     plt.close(fig)
+
+
+def test_policy_entropy_handles_zeros():
+    pi = np.array([[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    np.testing.assert_allclose(T.policy_entropy(pi), [0.0, np.log(4)], atol=1e-15)
