@@ -1,0 +1,50 @@
+# Self-installing entry points: `make book` (the main job) and `make test` (pytest: unit tests + every chapter).
+# Everything lands in .venv; the first call installs, later calls reuse it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCRATCH := _build/nbtest
+PREVIEW ?= $(if $(CSIL_PREVIEW),$(CSIL_PREVIEW),1)
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: install book test unit notebooks book-check clean
+
+$(STAMP): pyproject.toml
+	bash scripts/system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -e ".[book,sim,test,serve]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: build the whole book, executing every chapter (preview unless CSIL_PREVIEW=0).
+book: $(STAMP)
+	CSIL_PREVIEW=$(PREVIEW) $(BIN)/jupyter-book build . --keep-going
+	@echo "Book HTML: $(CURDIR)/_build/html/index.html"
+
+## Scratch copy of the book with chapters converted to .ipynb (never inside book/).
+$(SCRATCH): $(STAMP) $(wildcard book/*.md) _config.yml _toc.yml references.bib
+	rm -rf $(SCRATCH) && mkdir -p $(SCRATCH)
+	cp -r book _config.yml _toc.yml references.bib $(SCRATCH)/
+	$(BIN)/python scripts/convert_chapters.py $(SCRATCH)/book
+
+## The test command: pytest runs the unit tests and every chapter (nbmake, preview mode) in one session.
+test: $(SCRATCH)
+	CSIL_PREVIEW=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(SCRATCH)/book \
+	  --nbmake --nbmake-timeout=600 --overwrite -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -n 2 tests
+
+## Strict book build (warnings are errors) from the notebooks `make test` already executed: nothing runs twice.
+book-check: $(STAMP)
+	@test -n "$$(ls $(SCRATCH)/book/*.ipynb 2>/dev/null)" || { echo "run 'make test' first"; exit 1; }
+	sed -i 's/execute_notebooks: .*/execute_notebooks: "off"/' $(SCRATCH)/_config.yml
+	$(BIN)/jupyter-book build $(SCRATCH) -W -n --keep-going
+	@echo "Checked book HTML: $(CURDIR)/$(SCRATCH)/_build/html/index.html"
+
+clean:
+	rm -rf _build
