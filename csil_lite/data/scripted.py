@@ -161,9 +161,10 @@ def can_expert(env, rng: np.random.Generator, noise: float = 0.05) -> ScriptedEx
     inner = env.env
     body = inner.obj_body_id[inner.obj_to_use]
     goal = np.asarray(inner.target_bin_placements[inner.object_id], np.float64).copy()
-    carry_z = rng.uniform(1.05, 1.12)
-    release_z = inner.bin2_pos[2] + rng.uniform(0.12, 0.16)
-    goal_xy = goal[:2] + rng.uniform(-0.02, 0.02, 2)
+    carry_z = rng.uniform(1.0, 1.05)
+    release_z = inner.bin2_pos[2] + rng.uniform(0.12, 0.15)
+    # The can's quadrant centre is at the edge of the Panda's reach; aim at its robot-side part instead.
+    goal_xy = goal[:2] + np.array([-0.05, -0.04]) + rng.uniform(-0.015, 0.015, 2)
     R = rot_z(rng.uniform(-0.3, 0.3)) @ R_DOWN
     rng_above = rng.uniform(0.08, 0.12)
 
@@ -175,8 +176,8 @@ def can_expert(env, rng: np.random.Generator, noise: float = 0.05) -> ScriptedEx
         Phase("descend", lambda e: (can() + [0, 0, 0.0], R), OPEN, 0.006, 0.1, 60, speed=0.4),
         Phase("close", lambda e: (e.eef_pose()[0], R), CLOSE, 1.0, 10.0, 10, min_steps=10, hold=99),
         Phase("lift", lambda e: (np.r_[e.eef_pose()[0][:2], carry_z], R), CLOSE, 0.02, 0.2, 60, speed=1.0),
-        Phase("carry", lambda e: (np.r_[goal_xy, carry_z], R), CLOSE, 0.02, 0.2, 120, speed=1.0),
-        Phase("lower", lambda e: (np.r_[goal_xy, release_z], R), CLOSE, 0.015, 0.2, 60),
+        Phase("carry", lambda e: (np.r_[goal_xy, carry_z], R), CLOSE, 0.03, 0.35, 100, speed=1.0),
+        Phase("lower", lambda e: (np.r_[goal_xy, release_z], R), CLOSE, 0.03, 0.35, 40),
         Phase("release", lambda e: (e.eef_pose()[0], R), OPEN, 1.0, 10.0, 8, min_steps=8, hold=99),
         Phase("retreat", lambda e: (np.r_[goal_xy, carry_z + 0.05], R), OPEN, 0.01, 0.2, 40),
     ]
