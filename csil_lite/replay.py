@@ -1,0 +1,231 @@
+"""Replay of online transitions and the fixed-ratio demo/online batches CSIL trains on.
+
+Why a plain numpy ring buffer: uniform sampling with FIFO removal (the reference's Reverb table) needs nothing
+more, and preallocated arrays make a batch one fancy-index per field. Observations keep their own dtype, so
+uint8 images stay uint8 (4x smaller) until the encoder. Demonstrations are never inserted: `mixed_batch` draws
+demo rows from the demo `Transitions` and online rows from the buffer, every batch in the same ratio.
+
+`terminal` is 1 only for a true absorbing end (e.g. success in the toy tasks); a time-limit truncation is stored
+with `terminal=0, last=1`, so the critic still bootstraps through it.
+
+Open design for dict observations: every stored field is one entry of `self._data`; a future dict-observation
+buffer would store one array per observation key and return dicts in the same places.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from csil_lite.data.transitions import Transitions
+
+_SCALARS = ("reward", "terminal", "last")
+
+
+def _check_array(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Convert `x` to `dtype` if that loses no kind of information, else raise naming field, shape and dtype."""
+    arr = np.asarray(x)
+    if arr.shape != shape:
+        raise ValueError(f"replay.add: {name} has shape {arr.shape}, expected {shape}")
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        ok = arr.dtype == dtype  # e.g. uint8 images: an int64 or float array would wrap or truncate
+    else:
+        ok = arr.dtype == np.bool_ or np.can_cast(arr.dtype, dtype, casting="same_kind")
+    if not ok:
+        raise TypeError(f"replay.add: {name} has dtype {arr.dtype}, expected {np.dtype(dtype)} (no lossy casts)")
+    if np.issubdtype(dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"replay.add: {name} contains non-finite values")
+    return arr.astype(dtype, copy=False)
+
+
+class ReplayBuffer:
+    """Fixed-capacity FIFO ring buffer of transitions with uniform sampling with replacement.
+
+    Args:
+      capacity: number of transitions kept; the oldest are overwritten first.
+      obs_shape: shape of one observation, e.g. (obs_dim,) or (84, 84, 3).
+      act_dim: action dimension; actions must lie in [-1, 1] (checked on `add`).
+      obs_dtype: storage dtype of observations (float32 for states, uint8 for images).
+    """
+
+    def __init__(self, capacity: int, obs_shape: Sequence[int] | int, act_dim: int, obs_dtype: Any = np.float32):
+        if int(capacity) <= 0:
+            raise ValueError(f"ReplayBuffer: capacity must be > 0, got {capacity}")
+        if int(act_dim) <= 0:
+            raise ValueError(f"ReplayBuffer: act_dim must be > 0, got {act_dim}")
+        self.capacity = int(capacity)
+        self.obs_shape = (int(obs_shape),) if np.isscalar(obs_shape) else tuple(int(d) for d in obs_shape)
+        self.act_dim = int(act_dim)
+        self.obs_dtype = np.dtype(obs_dtype)
+        self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+            "obs": (self.obs_shape, self.obs_dtype),
+            "action": ((self.act_dim,), np.dtype(np.float32)),
+            "reward": ((), np.dtype(np.float32)),
+            "next_obs": (self.obs_shape, self.obs_dtype),
+            "terminal": ((), np.dtype(np.float32)),
+            "last": ((), np.dtype(np.float32)),
+        }
+        self._data = {k: np.zeros((self.capacity, *s), d) for k, (s, d) in self._shapes.items()}
+        self._next = 0  # slot of the next write
+        self._size = 0
+        self._added = 0  # total transitions ever added (for logging / "learning starts")
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def total_added(self) -> int:
+        return self._added
+
+    def add(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminal: Any,
+        last: Any | None = None,
+    ) -> None:
+        """Store one transition, or a batch when `obs` has one more leading axis than `obs_shape`.
+
+        `terminal`: 1/True only for a true absorbing end (never for a time-limit truncation).
+        `last`: 1/True at the final step of an episode (terminal *or* truncated); defaults to `terminal`. Pass
+        `last=terminated or truncated` from a gymnasium loop.
+        """
+        n_lead = np.ndim(obs) - len(self.obs_shape)
+        if n_lead not in (0, 1):
+            raise ValueError(
+                f"replay.add: obs has shape {np.shape(obs)}, expected {self.obs_shape} or (batch, *{self.obs_shape})"
+            )
+        lead: tuple[int, ...] = () if n_lead == 0 else (int(np.shape(obs)[0]),)
+        n = 1 if n_lead == 0 else lead[0]
+        if n > self.capacity:
+            raise ValueError(f"replay.add: batch of {n} transitions exceeds capacity {self.capacity}")
+        if n == 0:
+            return
+        last = terminal if last is None else last
+        values = dict(obs=obs, action=action, reward=reward, next_obs=next_obs, terminal=terminal, last=last)
+        checked: dict[str, np.ndarray] = {}
+        for k, (shape, dtype) in self._shapes.items():
+            v = values[k]
+            if k in _SCALARS:
+                v = np.asarray(v)
+                if v.dtype == np.bool_:
+                    v = v.astype(np.float32)
+            checked[k] = _check_array(k, v, lead + shape, dtype)
+        act = checked["action"]
+        if np.any(np.abs(act) > 1.0 + 1e-6):
+            raise ValueError(f"replay.add: action outside [-1, 1] (max |a| = {float(np.max(np.abs(act))):.4g})")
+        for k in ("terminal", "last"):
+            if not np.all((checked[k] == 0) | (checked[k] == 1)):
+                raise ValueError(f"replay.add: {k} must be 0/1 or bool, got {np.unique(checked[k]).tolist()}")
+        if np.any(checked["terminal"] > checked["last"]):
+            raise ValueError("replay.add: terminal=1 with last=0; an absorbing step is always an episode's last")
+        idx = (self._next + np.arange(n)) % self.capacity
+        for k, v in checked.items():
+            self._data[k][idx] = v if n_lead else v[None]
+        self._next = int((self._next + n) % self.capacity)
+        self._size = min(self._size + n, self.capacity)
+        self._added += n
+
+    def sample_indices(self, rng: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
+        """Uniform indices with replacement into the stored transitions."""
+        n = int(np.prod(shape))
+        if n > self._size:
+            raise ValueError(f"replay.sample: asked for {n} transitions but the buffer holds only {self._size}")
+        return rng.integers(0, self._size, size=shape)
+
+    def gather(self, idx: np.ndarray) -> Transitions:
+        """Rows `idx` (any shape) of every field; `next_action` is zeros (unknown for online data)."""
+        d = self._data
+        return Transitions(
+            obs=d["obs"][idx],
+            action=d["action"][idx],
+            reward=d["reward"][idx],
+            next_obs=d["next_obs"][idx],
+            next_action=np.zeros(np.shape(idx) + (self.act_dim,), np.float32),
+            terminal=d["terminal"][idx],
+            last=d["last"][idx],
+        )
+
+    def sample(self, rng: np.random.Generator, n: int) -> Transitions:
+        """`n` transitions drawn uniformly with replacement; leading axis [n]."""
+        return self.gather(self.sample_indices(rng, int(n)))
+
+    # -- checkpointing --------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays that restore the buffer exactly (for resuming a run); store with `np.savez`."""
+        out = {f"data/{k}": v[: self._size] if self._size < self.capacity else v for k, v in self._data.items()}
+        out["meta"] = np.array([self.capacity, self._next, self._size, self._added], np.int64)
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        capacity, nxt, size, added = (int(x) for x in state["meta"])
+        if capacity != self.capacity:
+            raise ValueError(f"ReplayBuffer.load_state_dict: saved capacity {capacity}, this buffer {self.capacity}")
+        for k, (shape, dtype) in self._shapes.items():
+            arr = np.asarray(state[f"data/{k}"])
+            if arr.shape != (size, *shape) or arr.dtype != dtype:
+                raise ValueError(
+                    f"ReplayBuffer.load_state_dict: data/{k} is {arr.shape} {arr.dtype}, "
+                    f"expected {(size, *shape)} {dtype}"
+                )
+            self._data[k][:size] = arr
+        self._next, self._size, self._added = nxt, size, added
+
+
+def mixed_batch(
+    demos: Transitions,
+    buffer: ReplayBuffer,
+    n_demo: int,
+    n_online: int,
+    rng: np.random.Generator,
+    utd: int = 1,
+) -> Transitions:
+    """A [utd, n_demo + n_online] batch: per row, `n_demo` demo transitions first, then `n_online` online ones.
+
+    The leading `utd` axis is always present (also for utd=1) so an agent can `lax.scan` over its UTD critic
+    steps with one host-to-device transfer. Both parts are drawn uniformly with replacement; the demo rows come
+    first so a learner can slice them (e.g. `batch.obs[:, :n_demo]`). Demo rows keep their `next_action`;
+    online rows have zeros there. Demo indices are drawn before online indices, so a seed fixes the batch.
+    """
+    if utd <= 0:
+        raise ValueError(f"mixed_batch: utd must be > 0, got {utd}")
+    if n_demo < 0 or n_online < 0 or n_demo + n_online == 0:
+        raise ValueError(f"mixed_batch: need n_demo, n_online >= 0 and not both 0; got {n_demo}, {n_online}")
+    if n_demo > demos.size:
+        raise ValueError(f"mixed_batch: n_demo={n_demo} but the demonstrations hold only {demos.size} transitions")
+    if n_online > buffer.size:
+        raise ValueError(f"mixed_batch: n_online={n_online} but the replay buffer holds only {buffer.size}")
+    for k in ("obs", "next_obs"):
+        f = getattr(demos, k)
+        if f.shape[1:] != buffer.obs_shape or f.dtype != buffer.obs_dtype:
+            raise ValueError(
+                f"mixed_batch: demo {k} rows are {f.shape[1:]} {f.dtype}, replay stores "
+                f"{buffer.obs_shape} {buffer.obs_dtype}"
+            )
+    if demos.action.shape[1:] != (buffer.act_dim,):
+        raise ValueError(f"mixed_batch: demo actions {demos.action.shape[1:]}, replay stores ({buffer.act_dim},)")
+    demo_idx = rng.integers(0, demos.size, size=(utd, n_demo))
+    online_idx = rng.integers(0, buffer.size, size=(utd, n_online))
+    n = n_demo + n_online
+    fields = []
+    for name in Transitions._fields:
+        dem = getattr(demos, name)
+        if name == "next_action":  # unknown for online rows
+            out = np.zeros((utd, n, buffer.act_dim), np.float32)
+            np.take(dem, demo_idx, axis=0, out=out[:, :n_demo], mode="clip")
+        else:
+            src = buffer._data[name]
+            out = np.empty((utd, n, *src.shape[1:]), dtype=src.dtype)
+            # One gather per source straight into the preallocated batch (indices are in range: "clip" only
+            # skips numpy's buffered bounds check).
+            np.take(dem.astype(src.dtype, copy=False), demo_idx, axis=0, out=out[:, :n_demo], mode="clip")
+            np.take(src, online_idx, axis=0, out=out[:, n_demo:], mode="clip")
+        fields.append(out)
+    return Transitions(*fields)
