@@ -663,6 +663,7 @@ def plot_grid(
     colorbar: bool = True,
     vmin: float | None = None,
     vmax: float | None = None,
+    arrow_color: str = "white",
 ) -> Any:
     """Heatmap of a per-state quantity on the square grid (y up), optional mean-move arrows and G/T/S marks."""
     import matplotlib.pyplot as plt
@@ -683,7 +684,7 @@ def plot_grid(
         d = np.asarray(ACTION_DELTAS, dtype=np.float64)
         move = pi @ d  # expected displacement per state
         ys, xs = np.divmod(np.arange(n * n), n)
-        ax.quiver(xs, ys, move[:, 0], move[:, 1], color="white", angles="xy", scale_units="xy", scale=1.6,
+        ax.quiver(xs, ys, move[:, 0], move[:, 1], color=arrow_color, angles="xy", scale_units="xy", scale=1.6,
                   width=0.006)
     if marks is None:
         marks = {GOAL: "G", TRAP: "T", START: "S"} if n == WIDTH else {}
