@@ -5,8 +5,8 @@ more, and preallocated arrays make a batch one fancy-index per field. Observatio
 uint8 images stay uint8 (4x smaller) until the encoder. Demonstrations are never inserted: `mixed_batch` draws
 demo rows from the demo `Transitions` and online rows from the buffer, every batch in the same ratio.
 
-`terminal` is 1 only for a true absorbing end (e.g. success in the toy tasks); a time-limit truncation is stored
-with `terminal=0, last=1`, so the critic still bootstraps through it.
+`terminal` is 1 only for a true absorbing end (e.g. success in the toy tasks); a time-limit truncation is
+stored with `terminal=0, last=1`, so the critic still bootstraps through it.
 
 Open design for dict observations: every stored field is one entry of `self._data`; a future dict-observation
 buffer would store one array per observation key and return dicts in the same places.
@@ -14,29 +14,30 @@ buffer would store one array per observation key and return dicts in the same pl
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from csil_lite.data.transitions import Transitions
 
-_SCALARS = ("reward", "terminal", "last")
-
 
 def _check_array(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """Convert `x` to `dtype` if that loses no kind of information, else raise naming field, shape and dtype."""
+    """Convert `x` to `dtype` if no kind of information is lost; else raise naming field, shape, dtype."""
     arr = np.asarray(x)
     if arr.shape != shape:
         raise ValueError(f"replay.add: {name} has shape {arr.shape}, expected {shape}")
-    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
-        ok = arr.dtype == dtype  # e.g. uint8 images: an int64 or float array would wrap or truncate
-    else:
-        ok = arr.dtype == np.bool_ or np.can_cast(arr.dtype, dtype, casting="same_kind")
-    if not ok:
-        raise TypeError(f"replay.add: {name} has dtype {arr.dtype}, expected {np.dtype(dtype)} (no lossy casts)")
-    if np.issubdtype(dtype, np.floating) and not np.all(np.isfinite(arr)):
+    if arr.dtype != dtype:
+        if dtype.kind in "iub":  # e.g. uint8 images: an int64 or float array would wrap or truncate
+            ok = False
+        else:
+            ok = arr.dtype.kind == "b" or np.can_cast(arr.dtype, dtype, casting="same_kind")
+        if not ok:
+            raise TypeError(f"replay.add: {name} has dtype {arr.dtype}, expected {dtype} (no lossy casts)")
+        arr = arr.astype(dtype)
+    if dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"replay.add: {name} contains non-finite values")
-    return arr.astype(dtype, copy=False)
+    return arr
 
 
 class ReplayBuffer:
@@ -49,7 +50,9 @@ class ReplayBuffer:
       obs_dtype: storage dtype of observations (float32 for states, uint8 for images).
     """
 
-    def __init__(self, capacity: int, obs_shape: Sequence[int] | int, act_dim: int, obs_dtype: Any = np.float32):
+    def __init__(
+        self, capacity: int, obs_shape: Sequence[int] | int, act_dim: int, obs_dtype: Any = np.float32
+    ):
         if int(capacity) <= 0:
             raise ValueError(f"ReplayBuffer: capacity must be > 0, got {capacity}")
         if int(act_dim) <= 0:
@@ -100,7 +103,8 @@ class ReplayBuffer:
         n_lead = np.ndim(obs) - len(self.obs_shape)
         if n_lead not in (0, 1):
             raise ValueError(
-                f"replay.add: obs has shape {np.shape(obs)}, expected {self.obs_shape} or (batch, *{self.obs_shape})"
+                f"replay.add: obs has shape {np.shape(obs)}, "
+                f"expected {self.obs_shape} or (batch, *{self.obs_shape})"
             )
         lead: tuple[int, ...] = () if n_lead == 0 else (int(np.shape(obs)[0]),)
         n = 1 if n_lead == 0 else lead[0]
@@ -112,23 +116,27 @@ class ReplayBuffer:
         values = dict(obs=obs, action=action, reward=reward, next_obs=next_obs, terminal=terminal, last=last)
         checked: dict[str, np.ndarray] = {}
         for k, (shape, dtype) in self._shapes.items():
-            v = values[k]
-            if k in _SCALARS:
-                v = np.asarray(v)
-                if v.dtype == np.bool_:
-                    v = v.astype(np.float32)
-            checked[k] = _check_array(k, v, lead + shape, dtype)
+            checked[k] = _check_array(k, values[k], lead + shape, dtype)
         act = checked["action"]
-        if np.any(np.abs(act) > 1.0 + 1e-6):
-            raise ValueError(f"replay.add: action outside [-1, 1] (max |a| = {float(np.max(np.abs(act))):.4g})")
-        for k in ("terminal", "last"):
-            if not np.all((checked[k] == 0) | (checked[k] == 1)):
-                raise ValueError(f"replay.add: {k} must be 0/1 or bool, got {np.unique(checked[k]).tolist()}")
-        if np.any(checked["terminal"] > checked["last"]):
-            raise ValueError("replay.add: terminal=1 with last=0; an absorbing step is always an episode's last")
-        idx = (self._next + np.arange(n)) % self.capacity
-        for k, v in checked.items():
-            self._data[k][idx] = v if n_lead else v[None]
+        if (np.abs(act) > 1.0 + 1e-6).any():
+            raise ValueError(
+                f"replay.add: action outside [-1, 1] (max |a| = {float(np.max(np.abs(act))):.4g})"
+            )
+        term, last_ = checked["terminal"], checked["last"]
+        for k, v in (("terminal", term), ("last", last_)):
+            if ((v != 0) & (v != 1)).any():
+                raise ValueError(f"replay.add: {k} must be 0/1 or bool, got {np.unique(v).tolist()}")
+        if (term > last_).any():
+            raise ValueError(
+                "replay.add: terminal=1 with last=0; an absorbing step is always an episode's last"
+            )
+        if n_lead == 0:  # fast path for the one-transition-per-env-step loop
+            for k, v in checked.items():
+                self._data[k][self._next] = v
+        else:
+            idx = (self._next + np.arange(n)) % self.capacity
+            for k, v in checked.items():
+                self._data[k][idx] = v
         self._next = int((self._next + n) % self.capacity)
         self._size = min(self._size + n, self.capacity)
         self._added += n
@@ -137,7 +145,9 @@ class ReplayBuffer:
         """Uniform indices with replacement into the stored transitions."""
         n = int(np.prod(shape))
         if n > self._size:
-            raise ValueError(f"replay.sample: asked for {n} transitions but the buffer holds only {self._size}")
+            raise ValueError(
+                f"replay.sample: asked for {n} transitions but the buffer holds only {self._size}"
+            )
         return rng.integers(0, self._size, size=shape)
 
     def gather(self, idx: np.ndarray) -> Transitions:
@@ -157,17 +167,21 @@ class ReplayBuffer:
         """`n` transitions drawn uniformly with replacement; leading axis [n]."""
         return self.gather(self.sample_indices(rng, int(n)))
 
-    # -- checkpointing --------------------------------------------------------------------------------------------
+    # -- checkpointing ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Arrays that restore the buffer exactly (for resuming a run); store with `np.savez`."""
-        out = {f"data/{k}": v[: self._size] if self._size < self.capacity else v for k, v in self._data.items()}
+        out = {
+            f"data/{k}": v[: self._size] if self._size < self.capacity else v for k, v in self._data.items()
+        }
         out["meta"] = np.array([self.capacity, self._next, self._size, self._added], np.int64)
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         capacity, nxt, size, added = (int(x) for x in state["meta"])
         if capacity != self.capacity:
-            raise ValueError(f"ReplayBuffer.load_state_dict: saved capacity {capacity}, this buffer {self.capacity}")
+            raise ValueError(
+                f"ReplayBuffer.load_state_dict: saved capacity {capacity}, this buffer {self.capacity}"
+            )
         for k, (shape, dtype) in self._shapes.items():
             arr = np.asarray(state[f"data/{k}"])
             if arr.shape != (size, *shape) or arr.dtype != dtype:
@@ -187,19 +201,22 @@ def mixed_batch(
     rng: np.random.Generator,
     utd: int = 1,
 ) -> Transitions:
-    """A [utd, n_demo + n_online] batch: per row, `n_demo` demo transitions first, then `n_online` online ones.
+    """A [utd, n_demo + n_online] batch: in each row `n_demo` demo transitions first, then `n_online` online.
 
     The leading `utd` axis is always present (also for utd=1) so an agent can `lax.scan` over its UTD critic
-    steps with one host-to-device transfer. Both parts are drawn uniformly with replacement; the demo rows come
-    first so a learner can slice them (e.g. `batch.obs[:, :n_demo]`). Demo rows keep their `next_action`;
-    online rows have zeros there. Demo indices are drawn before online indices, so a seed fixes the batch.
+    steps with one host-to-device transfer. Both parts are drawn uniformly with replacement; the demo rows
+    come first so a learner can slice them (e.g. `batch.obs[:, :n_demo]`). Demo rows keep their
+    `next_action`; online rows have zeros there. Demo indices are drawn before online indices, so a seed
+    fixes the batch.
     """
     if utd <= 0:
         raise ValueError(f"mixed_batch: utd must be > 0, got {utd}")
     if n_demo < 0 or n_online < 0 or n_demo + n_online == 0:
         raise ValueError(f"mixed_batch: need n_demo, n_online >= 0 and not both 0; got {n_demo}, {n_online}")
     if n_demo > demos.size:
-        raise ValueError(f"mixed_batch: n_demo={n_demo} but the demonstrations hold only {demos.size} transitions")
+        raise ValueError(
+            f"mixed_batch: n_demo={n_demo} but the demonstrations hold only {demos.size} transitions"
+        )
     if n_online > buffer.size:
         raise ValueError(f"mixed_batch: n_online={n_online} but the replay buffer holds only {buffer.size}")
     for k in ("obs", "next_obs"):
@@ -210,7 +227,9 @@ def mixed_batch(
                 f"{buffer.obs_shape} {buffer.obs_dtype}"
             )
     if demos.action.shape[1:] != (buffer.act_dim,):
-        raise ValueError(f"mixed_batch: demo actions {demos.action.shape[1:]}, replay stores ({buffer.act_dim},)")
+        raise ValueError(
+            f"mixed_batch: demo actions {demos.action.shape[1:]}, replay stores ({buffer.act_dim},)"
+        )
     demo_idx = rng.integers(0, demos.size, size=(utd, n_demo))
     online_idx = rng.integers(0, buffer.size, size=(utd, n_online))
     n = n_demo + n_online

@@ -13,8 +13,13 @@ from csil_lite.replay import ReplayBuffer, mixed_batch
 def _fill(buf: ReplayBuffer, n: int, start: int = 0) -> None:
     """Transition i has obs == i in every coordinate and reward i, so rows are identifiable."""
     for i in range(start, start + n):
-        buf.add(np.full(buf.obs_shape, i, np.float32), np.zeros(buf.act_dim), float(i),
-                np.full(buf.obs_shape, i + 1, np.float32), False)
+        buf.add(
+            np.full(buf.obs_shape, i, np.float32),
+            np.zeros(buf.act_dim),
+            float(i),
+            np.full(buf.obs_shape, i + 1, np.float32),
+            False,
+        )
 
 
 def _demos(n: int = 20, obs_dim: int = 3, act_dim: int = 2) -> Transitions:

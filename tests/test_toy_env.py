@@ -36,7 +36,9 @@ def test_same_seed_same_episode_different_seed_different(task):
     assert not np.allclose(run(3), run(4))
     # A seed given at construction fixes the first reset, like reset(seed=...).
     np.testing.assert_array_equal(PointMassEnv(task, seed=7).reset()[0], PointMassEnv(task).reset(seed=7)[0])
-    np.testing.assert_array_equal(registry.make_env(task, seed=7).reset()[0], PointMassEnv(task).reset(seed=7)[0])
+    np.testing.assert_array_equal(
+        registry.make_env(task, seed=7).reset()[0], PointMassEnv(task).reset(seed=7)[0]
+    )
 
 
 def test_noise_free_dynamics_match_closed_form():
@@ -53,7 +55,9 @@ def test_noise_free_dynamics_match_closed_form():
         np.testing.assert_allclose(obs[2:4], v / env.task.terminal_speed, atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [np.zeros(3), np.array([1.5, 0.0]), np.array([np.nan, 0.0]), np.zeros((1, 2))])
+@pytest.mark.parametrize(
+    "bad", [np.zeros(3), np.array([1.5, 0.0]), np.array([np.nan, 0.0]), np.zeros((1, 2))]
+)
 def test_bad_actions_raise(bad):
     env = PointMassEnv("pointmass-reach")
     env.reset(seed=0)

@@ -7,7 +7,8 @@ that toy-task users never pay for (or need) robosuite, mujoco and an OpenGL back
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -41,7 +42,8 @@ def make_env(name: str, *, seed: int | None = None, **kwargs: Any) -> gym.Env:
     """Build task `name`; `seed` fixes the first `reset()`; `kwargs` go to the task (e.g. `horizon=...`).
 
     Toy tasks accept the fields of `csil_lite.envs.toy.PointMassSpec` as overrides; robosuite tasks the
-    keyword arguments of `csil_lite.envs.robosuite.make` (obs="state"|"image", image_size, horizon, placement).
+    keyword arguments of `csil_lite.envs.robosuite.make` (obs="state"|"image", image_size, horizon,
+    placement).
     """
     if name in TOY_TASKS:
         return toy.PointMassEnv(name, seed=seed, **kwargs)
@@ -55,13 +57,14 @@ def make_env(name: str, *, seed: int | None = None, **kwargs: Any) -> gym.Env:
 def make_expert(name: str, seed: int, **kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
     """Scripted expert `obs -> action` for a toy task, its noise seeded by `seed`.
 
-    Robosuite experts need the simulator state, not only the observation; they live in `csil_lite.data.scripted`.
+    Robosuite experts need the simulator state, not only the observation; they live in
+    `csil_lite.data.scripted`.
     """
     if name in TOY_TASKS:
         return toy.make_expert(name, np.random.default_rng(seed), **kwargs)
     if name in ROBOSUITE_TASKS:
         raise ValueError(
-            f"make_expert: {name!r} is a robosuite task; its scripted experts need the simulator state and live "
-            f"in csil_lite.data.scripted. Observation-only experts exist for: {list(TOY_TASKS)}"
+            f"make_expert: {name!r} is a robosuite task; its scripted experts need the simulator state "
+            f"and live in csil_lite.data.scripted. Observation-only experts exist for: {list(TOY_TASKS)}"
         )
     raise _unknown(name)

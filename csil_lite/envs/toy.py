@@ -1,33 +1,34 @@
-"""Continuous 2-D point-mass tasks: cheap enough for CPU previews, hard enough that BC from a few demos is not.
+"""Continuous 2-D point-mass tasks: cheap enough for CPU previews, too hard for BC from a few demos.
 
-Why these tasks: the book needs a continuous-control problem where a whole CSIL run fits in CPU minutes, where a
-scripted expert gives near-perfect demonstrations, and where behavioural cloning from a handful of them still
-fails often enough that the online phase has something to fix. A point mass with inertia, noisy dynamics and
-random start/goal regions does that:
+Why these tasks: the book needs a continuous-control problem where a whole CSIL run fits in CPU minutes,
+where a scripted expert gives near-perfect demonstrations, and where behavioural cloning from a handful of
+them still fails often enough that the online phase has something to fix. A point mass with inertia, noisy
+dynamics and random start/goal regions does that:
 
 - ``pointmass-reach``: reach a random goal and *stop* there (position within ``goal_radius`` and speed below
   ``stop_speed``). Errors of a cloned policy near the goal show up as overshoot and orbiting.
 - ``pointmass-obstacles``: a wall splits the arena; the only way through is a gap whose height is random per
-  episode (given in the observation). The expert lines up with the gap, then goes through. A cloned policy has to
-  generalise this switching behaviour over gap heights it has seen a few times only, and crashes into the wall
-  when it does not (a crash stops the mass dead).
+  episode (given in the observation). The expert lines up with the gap, then goes through. A cloned policy
+  has to generalise this switching behaviour over gap heights it has seen a few times only, and crashes
+  into the wall when it does not (a crash stops the mass dead).
 
 Dynamics (one step, velocities in arena units per step):
-``v' = damping * v + accel * a + noise_std * N(0, I)``, ``p' = p + v'``. The arena is [-1, 1]^2; leaving it stops
-the motion along that axis; a step whose path crosses a wall is undone and the velocity set to zero.
+``v' = damping * v + accel * a + noise_std * N(0, I)``, ``p' = p + v'``. The arena is [-1, 1]^2; leaving it
+stops the motion along that axis; a step whose path crosses a wall is undone and the velocity set to zero.
 The terminal speed is ``V = accel / (1 - damping)``; observations give the velocity in units of V.
 
 Observation (float32): ``[x, y, vx / V, vy / V, goal_x, goal_y]`` plus ``gap_y`` for the obstacle task.
-Reward: sparse, 1 on the step that reaches success, which is absorbing (``terminated=True``); ``truncated=True``
-at the horizon otherwise. ``info["shaped_reward"]`` is a dense negative path-length-to-goal, the "true reward"
-for correlation plots with learned rewards; it is never used by CSIL.
+Reward: sparse, 1 on the step that reaches success, which is absorbing (``terminated=True``);
+``truncated=True`` at the horizon otherwise. ``info["shaped_reward"]`` is a dense negative
+path-length-to-goal, the "true reward" for correlation plots with learned rewards; CSIL never uses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -133,11 +134,13 @@ class PointMassEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, task: str | PointMassSpec = "pointmass-reach", *, seed: int | None = None, **overrides: Any):
+    def __init__(
+        self, task: str | PointMassSpec = "pointmass-reach", *, seed: int | None = None, **overrides: Any
+    ):
         self.spec_ = get_spec(task, **overrides)
         s = self.spec_
         V = s.terminal_speed
-        # |v| / V stays below ~1.5 in practice (noise std 0.13 V at stationarity); 5 is a generous, finite bound.
+        # |v| / V stays below ~1.5 in practice (noise std 0.13 V at stationarity): 5 is a generous bound.
         high = np.array([1.0, 1.0, 5.0, 5.0, 1.0, 1.0] + ([1.0] if s.wall else []), np.float32)
         self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
@@ -151,7 +154,7 @@ class PointMassEnv(gym.Env):
         self._t = 0
         self._done = True
 
-    # -- public read-only state, for plots and experts -------------------------------------------------------------
+    # -- public read-only state, for plots and experts ---------------------------------------------------
     @property
     def task(self) -> PointMassSpec:
         return self.spec_
@@ -168,7 +171,7 @@ class PointMassEnv(gym.Env):
     def walls(self) -> list[Box2]:
         return list(self._walls)
 
-    # -- gymnasium API ---------------------------------------------------------------------------------------------
+    # -- gymnasium API -------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         if seed is None and self._pending_seed is not None:
             seed, self._pending_seed = self._pending_seed, None
@@ -213,7 +216,7 @@ class PointMassEnv(gym.Env):
         self._done = terminated or truncated
         return self._obs(), float(success), terminated, truncated, self._info(success)
 
-    # -- helpers ----------------------------------------------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------------------------------------
     def _success(self) -> bool:
         s = self.spec_
         near = np.linalg.norm(self._pos - self._goal) < s.goal_radius
@@ -237,7 +240,7 @@ class PointMassEnv(gym.Env):
         return {"success": success, "shaped_reward": -self.path_distance(), "t": self._t}
 
 
-# -- scripted expert and demonstrations ------------------------------------------------------------------------------
+# -- scripted expert and demonstrations ----------------------------------------------------------------------
 
 
 def make_expert(
@@ -245,10 +248,11 @@ def make_expert(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A noisy scripted controller that reads only the observation (so it works on any env instance).
 
-    It picks a target (the goal; for the wall task first a point in front of the gap, then one behind it), asks
-    for full speed towards it (slowing down linearly within 0.15 of the goal), and chooses the action that reaches
-    that velocity in one step. Gaussian noise of std `action_noise` is added and the sum clipped to [-1, 1]: the
-    clip is part of the expert's own policy, not a correction of a caller's action.
+    It picks a target (the goal; for the wall task first a point in front of the gap, then one behind
+    it), asks for full speed towards it (slowing down linearly within 0.15 of the goal), and chooses the
+    action that reaches that velocity in one step. Gaussian noise of std `action_noise` is added and the
+    sum clipped to [-1, 1]: that clip is part of the expert's own policy, not a correction of a caller's
+    action.
     """
     s = get_spec(task, **overrides)
     V, slow_radius = s.terminal_speed, 0.15
@@ -278,7 +282,7 @@ def make_expert(
 def rollout(
     env: PointMassEnv, policy: Callable[[np.ndarray], np.ndarray], *, seed: int | None = None
 ) -> dict[str, Any]:
-    """One episode as an episode dict (`episodes_to_transitions` format) plus `success` and `shaped_rewards`."""
+    """One episode as an `episodes_to_transitions` dict, plus `success` and `shaped_rewards`."""
     obs, _ = env.reset(seed=seed)
     rec: dict[str, list] = {"obs": [], "actions": [], "next_obs": [], "rewards": [], "shaped_rewards": []}
     terminated = truncated = False
@@ -296,7 +300,12 @@ def rollout(
 
 
 def collect_demos(
-    task: str | PointMassSpec, n_episodes: int, seed: int, *, max_attempts: int | None = None, **overrides: Any
+    task: str | PointMassSpec,
+    n_episodes: int,
+    seed: int,
+    *,
+    max_attempts: int | None = None,
+    **overrides: Any,
 ) -> list[dict[str, Any]]:
     """`n_episodes` successful expert episodes (failures are discarded, as for the robot demos).
 
@@ -319,5 +328,6 @@ def collect_demos(
             if len(demos) == n_episodes:
                 return demos
     raise RuntimeError(
-        f"collect_demos({env.task.name!r}): only {len(demos)}/{n_episodes} successes in {max_attempts} attempts"
+        f"collect_demos({env.task.name!r}): only {len(demos)}/{n_episodes} successes "
+        f"in {max_attempts} attempts"
     )
