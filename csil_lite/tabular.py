@@ -87,6 +87,8 @@ def _check_distribution(name: str, x: np.ndarray, axis: int, atol: float) -> Non
     sums = x.sum(axis=axis)
     err = np.abs(sums - 1.0)
     if np.any(err > atol):
+        if err.ndim == 0:
+            raise ValueError(f"{name}: entries must sum to 1 (atol {atol:g}); they sum to {float(sums):.6g}")
         worst = np.unravel_index(int(np.argmax(err)), err.shape)
         raise ValueError(
             f"{name}: rows must sum to 1 along axis {axis} (atol {atol:g}); "

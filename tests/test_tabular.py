@@ -55,7 +55,7 @@ def test_make_mdp_names_the_row_that_does_not_sum_to_one():
     P[0, 0, 0] = -0.1
     with pytest.raises(ValueError, match="P: negative probability"):
         T.make_mdp(P, mdp.r, mdp.mu0, 0.9)
-    with pytest.raises(ValueError, match="mu0: rows must sum to 1"):
+    with pytest.raises(ValueError, match="mu0: entries must sum to 1.*sum to 2"):
         T.make_mdp(mdp.P, mdp.r, 2 * mdp.mu0, 0.9)
 
 
@@ -227,3 +227,9 @@ def test_plot_grid_smoke():
 def test_policy_entropy_handles_zeros():
     pi = np.array([[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
     np.testing.assert_allclose(T.policy_entropy(pi), [0.0, np.log(4)], atol=1e-15)
+
+
+def test_collect_demos_raises_instead_of_truncating(grid):
+    always_right = T.greedy_policy(np.tile([1.0, 0.0, 0.0, 0.0], (100, 1)))
+    with pytest.raises(RuntimeError, match="did not reach an absorbing state"):
+        T.collect_demos(grid, always_right, n_episodes=1, max_episode_steps=50)
