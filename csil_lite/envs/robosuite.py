@@ -214,7 +214,16 @@ class RobosuiteEnv(gym.Env):
         make_kwargs = dict(self.env_kwargs)
         if sampler is not None:
             make_kwargs["placement_initializer"] = sampler
-        self.env = robosuite.make(spec.env_name, **make_kwargs)
+        # Construction draws from numpy's global RNG too (Lift's cube size), so seed it for reproducible scenes.
+        with _global_numpy_seed(seed) if seed is not None else contextlib.nullcontext():
+            self.env = robosuite.make(spec.env_name, **make_kwargs)
+        if use_cams:
+            # robosuite samples every observable at the *first* physics substep of a control step, so what
+            # `step` returns lags the saved MuJoCo state. We re-read low-dim sensors after each step and render
+            # the cameras ourselves (once per step), so observations are a function of `get_state()` and match
+            # images re-rendered from saved states.
+            for cam in self.cameras:
+                self.env._observables[f"{cam}_image"].set_enabled(False)
         self._pending_seed = seed
         self._t = 0
         self._last: dict[str, np.ndarray] | None = None
@@ -244,11 +253,10 @@ class RobosuiteEnv(gym.Env):
             named[k] = np.asarray(raw[k], np.float32)
         named["object"] = np.asarray(raw["object-state"], np.float32)
         if self.obs_mode == "image":
+            _ensure_offscreen(self.sim)
+            s = self.image_size
             for c in self.cameras:
-                key = f"{c}_image"
-                if key not in raw:
-                    raise KeyError(f"robosuite returned no {key!r}; keys: {sorted(raw)}")
-                named[key] = np.ascontiguousarray(raw[key][::-1])
+                named[f"{c}_image"] = np.ascontiguousarray(self.sim.render(width=s, height=s, camera_name=c)[::-1])
         self._last = named
         return named
 
@@ -290,7 +298,11 @@ class RobosuiteEnv(gym.Env):
         if self._last is None:
             raise RuntimeError("step() called before reset()")
         a = self._check_action(action)
-        raw, reward, _, _ = self.env.step(a)
+        _, reward, _, _ = self.env.step(a)
+        # mj_step leaves positions/sites one substep behind the integrated state: recompute kinematics so the
+        # observation is a function of get_state() (as in robomimic's states->obs extraction), see __init__.
+        self.sim.forward()
+        raw = self.env._get_observations(force_update=True)
         self._t += 1
         named = self._named(raw)
         success = self.is_success()
