@@ -1,0 +1,154 @@
+"""Frozen configurations and the two named budgets: "paper" (the reference's / paper's scale) and "preview".
+
+Presets share every code path; only sizes and step counts differ. Values are validated on construction so a bad
+learning rate or an impossible batch fails before any compilation, with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Algo = Literal["csil", "sac_bc", "bc"]
+ALGOS = ("csil", "sac_bc", "bc")
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not value > 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    policy: str = "hetstat"  # 'hetstat' | 'mlp'
+    policy_hidden: tuple[int, ...] = (256, 256)
+    bottleneck: int = 12
+    features: int = 256  # D: the HetStat head costs d_a * D^2
+    activation: str = "triangle"
+    critic_hidden: tuple[int, ...] = (256, 256)
+
+    def __post_init__(self) -> None:
+        _positive(self, "bottleneck", "features")
+        if any(h <= 0 for h in (*self.policy_hidden, *self.critic_hidden)):
+            raise ValueError(f"hidden sizes must be positive: {self.policy_hidden}, {self.critic_hidden}")
+
+    def policy_kwargs(self) -> dict:
+        if self.policy == "hetstat":
+            return dict(hidden=self.policy_hidden, bottleneck=self.bottleneck, features=self.features, activation=self.activation)
+        return dict(hidden=self.policy_hidden)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Soft actor-critic with a KL regulariser; CSIL and the baselines are settings of it."""
+
+    algo: Algo = "csil"
+    gamma: float = 0.99
+    tau: float = 0.005
+    beta: float = 0.01  # temperature of the KL (to the BC policy for CSIL, to the uniform prior for SAC)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    reward_lr: float = 1e-3  # plain SGD, as the reference
+    reward_variant: str = "neg"  # success-absorbing tasks: shifted <= 0, so ending the episode is never avoided
+    reward_scale: float = 1.0
+    refine_reward: bool = True
+    refine_kl_weight: float = 1.0
+    grad_penalty: float = 1.0  # weight of sqrt(E_demo ||dQ/da||^2)
+    utd: int = 1  # critic updates per actor update
+    n_demo: int = 256
+    n_online: int = 256
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; choose from {ALGOS}")
+        _positive(self, "actor_lr", "critic_lr", "reward_lr", "tau", "utd", "n_online")
+        if not 0 <= self.gamma < 1:
+            raise ValueError(f"AgentConfig.gamma must lie in [0, 1), got {self.gamma}")
+        if self.beta < 0 or self.n_demo < 0 or self.grad_penalty < 0:
+            raise ValueError(f"beta, n_demo and grad_penalty must be >= 0 (got {self.beta}, {self.n_demo}, {self.grad_penalty})")
+        if self.reward_variant not in ("pos", "neg"):
+            raise ValueError(f"reward_variant must be 'pos' or 'neg', got {self.reward_variant!r}")
+        if self.algo == "csil" and self.n_demo == 0:
+            raise ValueError("CSIL needs demonstrations in every batch (n_demo > 0)")
+
+    @property
+    def uses_coherent_reward(self) -> bool:
+        return self.algo == "csil"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs; written to the run directory as config.json."""
+
+    task: str = "pointmass-obstacles"
+    seed: int = 0
+    num_demos: int = 10
+    demos_path: str | None = None  # robomimic HDF5; None = generate with the task's scripted expert
+    bc_steps: int = 25_000
+    bc_lr: float = 1e-3
+    bc_batch: int = 256
+    critic_pretrain_steps: int = 5_000
+    critic_pretrain_lr: float = 1e-4
+    env_steps: int = 250_000
+    learning_starts: int = 10_000
+    replay_capacity: int = 1_000_000
+    eval_every: int = 1_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 0  # 0: only at the end
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    nets: NetworkConfig = field(default_factory=NetworkConfig)
+
+    def __post_init__(self) -> None:
+        _positive(self, "num_demos", "bc_steps", "bc_lr", "bc_batch", "critic_pretrain_lr", "env_steps",
+                  "replay_capacity", "eval_every", "eval_episodes")
+        if self.critic_pretrain_steps < 0 or self.learning_starts < 0 or self.checkpoint_every < 0:
+            raise ValueError("critic_pretrain_steps, learning_starts and checkpoint_every must be >= 0")
+        if self.agent.n_online > self.replay_capacity:
+            raise ValueError(
+                f"online batch ({self.agent.n_online}) is larger than the replay capacity ({self.replay_capacity})"
+            )
+        if self.agent.algo != "bc" and self.learning_starts < self.agent.n_online:
+            raise ValueError(
+                f"learning_starts ({self.learning_starts}) must be >= the online batch ({self.agent.n_online}): "
+                "the first batch would be larger than the buffer"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        agent = AgentConfig(**d.pop("agent", {}))
+        nets_d = dict(d.pop("nets", {}))
+        for k in ("policy_hidden", "critic_hidden"):
+            if k in nets_d:
+                nets_d[k] = tuple(nets_d[k])
+        return cls(agent=agent, nets=NetworkConfig(**nets_d), **d)
+
+
+def preset(name: str, **overrides: Any) -> RunConfig:
+    """'paper' (reference defaults) or 'preview' (CPU minutes). Overrides: RunConfig fields, plus `algo`."""
+    algo = overrides.pop("algo", "csil")
+    agent_over = overrides.pop("agent", {})
+    nets_over = overrides.pop("nets", {})
+    if name == "paper":
+        base = dict()
+        agent = dict()
+        nets = dict()
+    elif name == "preview":
+        base = dict(bc_steps=2_000, critic_pretrain_steps=500, env_steps=6_000, learning_starts=1_000,
+                    replay_capacity=100_000, eval_every=1_000, eval_episodes=10)
+        agent = dict(n_demo=128, n_online=128)
+        nets = dict(policy_hidden=(64, 64), features=64, critic_hidden=(128, 128))
+    else:
+        raise ValueError(f"unknown preset {name!r}; choose 'paper' or 'preview'")
+    if algo == "sac_bc":
+        agent.update(n_demo=0, refine_reward=False)
+    agent.update(agent_over)
+    nets.update(nets_over)
+    base.update(overrides)
+    return RunConfig(agent=AgentConfig(algo=algo, **agent), nets=NetworkConfig(**nets), **base)

@@ -1,0 +1,150 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from csil_lite.agents.core import AgentState, critic_step, init_state, make_agent, make_update, sample_with_kl
+from csil_lite.config import AgentConfig, RunConfig, preset
+from csil_lite.data.transitions import Transitions, episodes_to_transitions
+from csil_lite.nets import HetStatPolicy
+from csil_lite.nets.critic import LayerNormCritic
+from csil_lite.pretrain.critic import pretrain_critic, sarsa_rows, sarsa_targets
+
+OBS, ACT = 3, 2
+
+
+def _agent(**cfg):
+    policy = HetStatPolicy(ACT, hidden=(16,), features=16)
+    critic = LayerNormCritic(hidden=(16, 16))
+    agent = make_agent(AgentConfig(n_demo=4, n_online=4, **cfg), policy, critic, ACT)
+    key = jax.random.PRNGKey(0)
+    pp = policy.init(key, jnp.zeros((1, OBS)))
+    cp = critic.init(key, jnp.zeros((1, OBS)), jnp.zeros((1, ACT)))
+    return agent, init_state(agent, pp, cp)
+
+
+def _batch(utd=1, n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    f = lambda *s: rng.uniform(-1, 1, s).astype(np.float32)  # noqa: E731
+    return Transitions(obs=f(utd, n, OBS), action=f(utd, n, ACT) * 0.9, reward=f(utd, n), next_obs=f(utd, n, OBS),
+                       next_action=f(utd, n, ACT), terminal=np.zeros((utd, n), np.float32),
+                       last=np.zeros((utd, n), np.float32))
+
+
+def test_kl_is_zero_when_policy_equals_bc_prior():
+    agent, state = _agent()
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, OBS))
+    _, kl = sample_with_kl(agent, state.policy, state.prior, obs, jax.random.PRNGKey(2))
+    np.testing.assert_allclose(np.asarray(kl), 0.0, atol=1e-6)
+    # After the policy moves, the single-sample estimate averages to the exact (positive) KL.
+    moved = jax.tree.map(lambda x: x + 0.3 * jnp.sign(x + 1e-3), state.policy)
+    _, kl = sample_with_kl(agent, moved, state.prior, jnp.repeat(obs[:1], 20_000, 0), jax.random.PRNGKey(3))
+    assert float(jnp.mean(kl)) > 0.01
+
+
+def test_sac_regulariser_is_the_uniform_prior():
+    agent, state = _agent(algo="sac_bc")
+    obs = jnp.zeros((5, OBS))
+    a, kl = sample_with_kl(agent, state.policy, state.prior, obs, jax.random.PRNGKey(0))
+    mean, std = agent.policy.apply(state.policy, obs)
+    from csil_lite.distributions import tanh_normal
+
+    np.testing.assert_allclose(np.asarray(kl), np.asarray(tanh_normal(mean, std).log_prob(a) + ACT * np.log(2)), rtol=1e-5)
+
+
+def test_update_is_deterministic_and_moves_parameters():
+    agent, state = _agent(utd=3)
+    update = make_update(agent)
+    batch = _batch(utd=3)
+    s1, m1 = update(state, batch, jax.random.PRNGKey(5))
+    s2, m2 = update(state, batch, jax.random.PRNGKey(5))
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(s1.step) == 1
+    diff = lambda x, y: sum(float(jnp.abs(a - b).sum()) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))  # noqa
+    assert diff(s1.critic, state.critic) > 0 and diff(s1.policy, state.policy) > 0
+    assert diff(s1.reward, state.reward) > 0  # refinement on
+    assert diff(s1.prior, state.prior) == 0  # the KL reference stays frozen
+    assert np.isfinite(float(m1["critic_loss"]))
+
+
+def test_update_rejects_batch_without_utd_axis():
+    agent, state = _agent()
+    flat = jax.tree.map(lambda x: x[0], _batch())
+    with pytest.raises(ValueError, match="leading UTD axis"):
+        make_update(agent)(state, flat, jax.random.PRNGKey(0))
+
+
+def test_bellman_target_is_clipped_by_the_value_bound():
+    agent, state = _agent(reward_variant="neg")
+    batch = jax.tree.map(lambda x: x[0], _batch())
+    # A target critic that is hugely optimistic must not leak above the bound (0 for the shifted reward).
+    big = jax.tree.map(lambda x: x, state.critic_target)
+    big["params"]["MLP_0"]["Dense_2"]["bias"] = big["params"]["MLP_0"]["Dense_2"]["bias"] + 1e6
+    from csil_lite.agents.core import critic_loss
+
+    _, m = critic_loss(agent, state.critic, state._replace(critic_target=big), batch, jax.random.PRNGKey(0))
+    assert float(m["target"]) <= 0.0
+
+
+def _two_episodes(timeout_first: bool):
+    ep = lambda a0, term: dict(  # noqa: E731
+        obs=np.arange(3, dtype=np.float32)[:, None].repeat(OBS, 1),
+        actions=np.full((3, ACT), a0, np.float32),
+        next_obs=np.arange(1, 4, dtype=np.float32)[:, None].repeat(OBS, 1),
+        terminal=term,
+    )
+    return episodes_to_transitions([ep(0.1, not timeout_first), ep(0.9, True)])
+
+
+def test_sarsa_never_pairs_across_episodes():
+    demos = _two_episodes(timeout_first=True)
+    # next_action inside an episode is the next demo action; at an episode end it is never the next episode's.
+    np.testing.assert_allclose(demos.next_action[:2], 0.1)
+    assert not np.any(np.isclose(demos.next_action[2], 0.9))
+    rows = sarsa_rows(demos)
+    assert 2 not in rows  # time-out end of episode 0: no next action, excluded
+    assert 5 in rows  # terminal end of episode 1: target needs no next action
+    critic = LayerNormCritic(hidden=(8,))
+    params = critic.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
+    batch = jax.tree.map(jnp.asarray, demos)
+    # The target at a terminal row does not depend on the next action at all.
+    g = jax.grad(lambda na: sarsa_targets(critic, params, jnp.zeros(6), batch._replace(next_action=na), 0.9)[5])(
+        batch.next_action)
+    assert float(jnp.abs(g).sum()) == 0.0
+
+
+def test_critic_pretraining_fits_demo_values():
+    demos = _two_episodes(timeout_first=False)
+    critic = LayerNormCritic(hidden=(32, 32))
+    params = critic.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
+    r = np.ones(demos.size, np.float32)
+    res = pretrain_critic(critic, params, demos, r, steps=1500, gamma=0.5, learning_rate=3e-3, tau=0.05,
+                          batch_size=16, grad_penalty=0.0, progress=False)
+    q = np.asarray(critic.apply(res.params, demos.obs, demos.action))
+    # Episodes are 3 steps long and end terminally: values 1 + 0.5 + 0.25, 1 + 0.5, 1.
+    np.testing.assert_allclose(q[:3], [1.75, 1.5, 1.0], atol=0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        (dict(actor_lr=-1e-3), "actor_lr"),
+        (dict(algo="ppo"), "unknown algo"),
+        (dict(gamma=1.0), "gamma"),
+        (dict(reward_variant="zero"), "reward_variant"),
+        (dict(n_demo=0), "demonstrations"),
+    ],
+)
+def test_bad_agent_config(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        AgentConfig(**kwargs)
+
+
+def test_bad_run_config():
+    with pytest.raises(ValueError, match="replay capacity"):
+        preset("preview", replay_capacity=64)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("huge")
+    with pytest.raises(ValueError, match="bc_lr"):
+        RunConfig(bc_lr=-1.0)
