@@ -18,8 +18,10 @@ def banner(preview: bool, what: str = "") -> None:
     """Print a banner so preview figures are never mistaken for paper-scale results."""
     if preview:
         extra = f" {what}" if what else ""
-        print(f"PREVIEW MODE (CSIL_PREVIEW=1): small budget on CPU.{extra} Curves are illustrative;")
-        print("set CSIL_PREVIEW=0 for the paper-scale run (GPU recommended).")
+        print("PREVIEW MODE (CSIL_PREVIEW=1): small CPU budget, illustrative curves.")
+        if extra:
+            print(f"Reduced here:{extra}")
+        print("CSIL_PREVIEW=0 runs the paper-scale budget (GPU recommended).")
     else:
         print("FULL MODE (CSIL_PREVIEW=0): paper-scale budget.")
 
