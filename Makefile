@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SCRATCH := _build/nbtest
+# Not under _build/: nbmake silently skips notebooks whose path contains "_build".
+SCRATCH := build-notebooks
 PREVIEW ?= $(if $(CSIL_PREVIEW),$(CSIL_PREVIEW),1)
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
@@ -26,13 +27,13 @@ book: $(STAMP)
 	@echo "Book HTML: $(CURDIR)/_build/html/index.html"
 
 ## Scratch copy of the book with chapters converted to .ipynb (never inside book/).
-$(SCRATCH): $(STAMP) $(wildcard book/*.md) _config.yml _toc.yml references.bib
+notebooks: $(STAMP)
 	rm -rf $(SCRATCH) && mkdir -p $(SCRATCH)
 	cp -r book _config.yml _toc.yml references.bib $(SCRATCH)/
 	$(BIN)/python scripts/convert_chapters.py $(SCRATCH)/book
 
 ## The test command: pytest runs the unit tests and every chapter (nbmake, preview mode) in one session.
-test: $(SCRATCH)
+test: notebooks
 	CSIL_PREVIEW=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(SCRATCH)/book \
 	  --nbmake --nbmake-timeout=600 --overwrite -p no:cacheprovider
 
@@ -42,9 +43,10 @@ unit: $(STAMP)
 ## Strict book build (warnings are errors) from the notebooks `make test` already executed: nothing runs twice.
 book-check: $(STAMP)
 	@test -n "$$(ls $(SCRATCH)/book/*.ipynb 2>/dev/null)" || { echo "run 'make test' first"; exit 1; }
+	$(BIN)/python scripts/check_executed.py $(SCRATCH)/book
 	sed -i 's/execute_notebooks: .*/execute_notebooks: "off"/' $(SCRATCH)/_config.yml
 	$(BIN)/jupyter-book build $(SCRATCH) -W -n --keep-going
 	@echo "Checked book HTML: $(CURDIR)/$(SCRATCH)/_build/html/index.html"
 
 clean:
-	rm -rf _build
+	rm -rf _build $(SCRATCH)
