@@ -136,8 +136,14 @@ def critic_loss(agent: Agent, critic_params, state: AgentState, batch: Transitio
 
 
 def reward_loss(agent: Agent, reward_params, batch: Transitions):
+    """Refinement on the *unshifted* log-ratio alpha (log q - log p), whatever variant the critic sees.
+
+    The estimator x - 1 + e^{-x} is a KL estimate only when x is the log-ratio; the 'neg' variant's constant shift
+    (~ -12 per step) would put every online sample in the clipped branch, where the loss is linear and pushes the
+    online rewards down without bound (a drifting reward that drags Q down with it).
+    """
     cfg = agent.config
-    r = rewards(agent, reward_params, batch)
+    r = policy_reward(agent.policy, reward_params, batch.obs, batch.action, variant="pos", scale=cfg.reward_scale)
     return refinement_loss(r[: cfg.n_demo], r[cfg.n_demo:], cfg.refine_kl_weight)
 
 
