@@ -98,7 +98,7 @@ def main() -> None:
     args = p.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; task {args.task}")
     for name, cfg in configs(args.task).items():
-        demos = load_demos(RunConfig.from_dict({**cfg.to_dict(), "num_demos": 2}))
+        demos = load_demos(RunConfig.from_dict({**cfg.to_dict(), "num_demos": 10}))
         setup = fresh_setup(cfg, demos)
         ups = bench_updates(setup, cfg, args.updates, args.repeats)
         sps = bench_loop(setup, cfg, args.loop_steps)
