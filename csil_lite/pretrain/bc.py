@@ -48,6 +48,25 @@ def bc_loss(
     return loss, {"mse": mse, "nll": nll, "std": jnp.mean(std)}
 
 
+def scan_in_chunks(step: Callable, carry, key: jax.Array, steps: int, *, chunk: int, desc: str, progress: bool):
+    """Run `steps` iterations of `step(carry, key) -> (carry, loss)` as jitted `lax.scan` chunks.
+
+    Chunking lets a progress bar advance between compiled blocks; returns (carry, per-step losses).
+    """
+    run = jax.jit(lambda c, keys: jax.lax.scan(step, c, keys))
+    losses, done = [], 0
+    with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
+        while done < steps:
+            n = min(chunk, steps - done)
+            key, sub = jax.random.split(key)
+            carry, chunk_losses = run(carry, jax.random.split(sub, n))
+            losses.append(np.asarray(chunk_losses))
+            done += n
+            bar.update(n)
+            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.3f}")
+    return carry, (np.concatenate(losses) if losses else np.zeros(0))
+
+
 def make_bc_step(
     policy: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, kind: Loss = "faithful"
 ) -> Callable:
@@ -100,20 +119,6 @@ def train_bc(
     optimizer = optax.adam(learning_rate)
     step = make_bc_step(policy, optimizer, batch_size, loss)
 
-    @jax.jit
-    def run_chunk(carry, keys):
-        return jax.lax.scan(step, carry, keys)
-
-    carry = (params, optimizer.init(params), obs, actions)
-    losses = []
-    done = 0
-    with tqdm(total=steps, desc=f"BC ({loss})", disable=not progress, leave=False) as bar:
-        while done < steps:
-            n = min(chunk, steps - done)
-            key, sub = jax.random.split(key)
-            carry, chunk_losses = run_chunk(carry, jax.random.split(sub, n))
-            losses.append(np.asarray(chunk_losses))
-            done += n
-            bar.update(n)
-            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.3f}")
-    return BCResult(params=carry[0], losses=np.concatenate(losses))
+    carry, losses = scan_in_chunks(step, (params, optimizer.init(params), obs, actions), key, steps,
+                                   chunk=chunk, desc=f"BC ({loss})", progress=progress)
+    return BCResult(params=carry[0], losses=losses)

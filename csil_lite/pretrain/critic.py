@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from csil_lite.agents.core import action_grad_penalty
 from csil_lite.data.transitions import Transitions
+from csil_lite.pretrain.bc import scan_in_chunks
 
 
 class CriticPretrainResult(NamedTuple):
@@ -80,19 +80,7 @@ def pretrain_critic(
         params = optax.apply_updates(params, updates)
         return (params, optax.incremental_update(params, target, tau), opt_state), bellman
 
-    @jax.jit
-    def run(carry, keys):
-        return jax.lax.scan(step, carry, keys)
-
-    carry = (critic_params, critic_params, optim.init(critic_params))
-    key = jax.random.PRNGKey(seed)
-    losses, done = [], 0
-    with tqdm(total=steps, desc="critic SARSA", disable=not progress, leave=False) as bar:
-        while done < steps:
-            n = min(chunk, steps - done)
-            key, sub = jax.random.split(key)
-            carry, chunk_losses = run(carry, jax.random.split(sub, n))
-            losses.append(np.asarray(chunk_losses))
-            done += n
-            bar.update(n)
-    return CriticPretrainResult(carry[0], carry[1], np.concatenate(losses) if losses else np.zeros(0))
+    carry, losses = scan_in_chunks(step, (critic_params, critic_params, optim.init(critic_params)),
+                                   jax.random.PRNGKey(seed), steps, chunk=chunk, desc="critic SARSA",
+                                   progress=progress)
+    return CriticPretrainResult(carry[0], carry[1], losses)
