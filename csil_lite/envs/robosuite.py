@@ -33,6 +33,7 @@ if sys.platform.startswith("linux"):
 
 import contextlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -78,9 +79,23 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+@contextlib.contextmanager
+def _quiet_robosuite_logs():
+    """robosuite logs a page of harmless warnings on import and on every ``make`` (missing private macro file,
+    controller parts the Panda does not have); they would bury a notebook's output. Warnings are muted only
+    while we import and construct; errors still show."""
+    previous = logging.root.manager.disable  # robosuite resets its logger's level on import, so disable instead
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def _import_robosuite():
     try:
-        import robosuite  # noqa: F401
+        with _quiet_robosuite_logs():
+            import robosuite  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             "csil_lite.envs.robosuite needs robosuite 1.5.1 and mujoco 3.3.7: pip install 'csil_lite[sim]'"
@@ -133,7 +148,8 @@ def controller_config() -> dict:
     """robosuite 1.5's default Panda composite controller: OSC_POSE, delta actions, 0.05 m / 0.5 rad per unit."""
     from robosuite.controllers import load_composite_controller_config
 
-    return load_composite_controller_config(controller="BASIC", robot="Panda")
+    with _quiet_robosuite_logs():
+        return load_composite_controller_config(controller="BASIC", robot="Panda")
 
 
 @contextlib.contextmanager
@@ -216,7 +232,8 @@ class RobosuiteEnv(gym.Env):
             make_kwargs["placement_initializer"] = sampler
         # Construction draws from numpy's global RNG too (Lift's cube size), so seed it for reproducible scenes.
         with _global_numpy_seed(seed) if seed is not None else contextlib.nullcontext():
-            self.env = robosuite.make(spec.env_name, **make_kwargs)
+            with _quiet_robosuite_logs():
+                self.env = robosuite.make(spec.env_name, **make_kwargs)
         if use_cams:
             # robosuite samples every observable at the *first* physics substep of a control step, so what
             # `step` returns lags the saved MuJoCo state. We re-read low-dim sensors after each step and render
@@ -231,7 +248,8 @@ class RobosuiteEnv(gym.Env):
         # Spaces, from one reset (robosuite decides the object-state size).
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         with _global_numpy_seed(0 if seed is None else seed):
-            raw = self.env.reset()
+            with _quiet_robosuite_logs():
+                raw = self.env.reset()
         named = self._named(raw)
         if obs == "state":
             dim = flatten_obs(named, STATE_KEYS).shape[-1]
@@ -278,7 +296,8 @@ class RobosuiteEnv(gym.Env):
         super().reset(seed=seed)
         inner_seed = int(self.np_random.integers(0, 2**31 - 1))
         with _global_numpy_seed(inner_seed):
-            raw = self.env.reset()
+            with _quiet_robosuite_logs():
+                raw = self.env.reset()
         self._t = 0
         named = self._named(raw)
         return self._observation(named), {"obs_dict": self.obs_dict(), "success": self.is_success()}
