@@ -213,10 +213,8 @@ def mixed_batch(
         raise ValueError(f"mixed_batch: utd must be > 0, got {utd}")
     if n_demo < 0 or n_online < 0 or n_demo + n_online == 0:
         raise ValueError(f"mixed_batch: need n_demo, n_online >= 0 and not both 0; got {n_demo}, {n_online}")
-    if n_demo > demos.size:
-        raise ValueError(
-            f"mixed_batch: n_demo={n_demo} but the demonstrations hold only {demos.size} transitions"
-        )
+    if n_demo > 0 and demos.size == 0:  # more rows than demo transitions is fine: rows are drawn with replacement
+        raise ValueError("mixed_batch: n_demo > 0 but the demonstrations are empty")
     if n_online > buffer.size:
         raise ValueError(f"mixed_batch: n_online={n_online} but the replay buffer holds only {buffer.size}")
     for k in ("obs", "next_obs"):

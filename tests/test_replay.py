@@ -157,8 +157,9 @@ def test_mixed_batch_errors():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="n_online=9 but the replay buffer holds only 8"):
         mixed_batch(demos, buf, 2, 9, rng)
-    with pytest.raises(ValueError, match="n_demo=6 but the demonstrations hold only 5"):
-        mixed_batch(demos, buf, 6, 2, rng)
+    assert mixed_batch(demos, buf, 6, 2, rng).obs.shape == (1, 8, 3)  # few demos, many rows: with replacement
+    with pytest.raises(ValueError, match="demonstrations are empty"):
+        mixed_batch(demos.take(np.arange(0)), buf, 1, 2, rng)
     with pytest.raises(ValueError, match="utd"):
         mixed_batch(demos, buf, 2, 2, rng, utd=0)
     with pytest.raises(ValueError, match="not both 0"):
