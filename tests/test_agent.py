@@ -148,3 +148,23 @@ def test_bad_run_config():
         preset("huge")
     with pytest.raises(ValueError, match="bc_lr"):
         RunConfig(bc_lr=-1.0)
+
+
+def test_refinement_sees_the_log_ratio_whatever_the_critic_reward():
+    """The KL estimator x - 1 + e^-x needs x = the log-ratio: neither the 'neg' shift nor the critic's reward scale
+    may change the refinement loss (a shifted x ~ -12 put every online sample in the linear, unbounded branch)."""
+    from csil_lite.agents.core import reward_loss, rewards
+
+    batch = jax.tree.map(lambda x: x[0], _batch())
+    losses = []
+    for variant, scale in (("pos", 1.0), ("neg", 1.0), ("neg", 0.01)):
+        agent, state = _agent(reward_variant=variant, reward_scale=scale)
+        losses.append(float(reward_loss(agent, state.reward, batch)))
+        r = rewards(agent, state.reward, batch)
+        if variant == "neg":
+            assert float(jnp.max(r)) <= 0.0  # ...while the critic does see the shifted, scaled reward
+    np.testing.assert_allclose(losses, losses[0], rtol=1e-6)
+    pos, _ = _agent(reward_variant="pos")
+    neg, _ = _agent(reward_variant="neg", reward_scale=0.01)
+    diff = rewards(pos, state.reward, batch) * 0.01 - rewards(neg, state.reward, batch)
+    np.testing.assert_allclose(np.asarray(diff), np.asarray(diff)[0], rtol=1e-5)  # a constant shift apart

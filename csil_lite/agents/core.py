@@ -143,7 +143,8 @@ def reward_loss(agent: Agent, reward_params, batch: Transitions):
     online rewards down without bound (a drifting reward that drags Q down with it).
     """
     cfg = agent.config
-    r = policy_reward(agent.policy, reward_params, batch.obs, batch.action, variant="pos", scale=cfg.reward_scale)
+    # scale=1: `reward_scale` only rescales what the critic sees; the estimator needs the log-ratio itself.
+    r = policy_reward(agent.policy, reward_params, batch.obs, batch.action, variant="pos", scale=1.0)
     return refinement_loss(r[: cfg.n_demo], r[cfg.n_demo:], cfg.refine_kl_weight)
 
 
