@@ -44,17 +44,22 @@ def coherent_reward(
     min_std: float,
     variant: Variant = "pos",
     scale: float = 1.0,
+    shift: float | None = None,
 ) -> jax.Array:
     """Reward from the (reward network's) log-density of the taken action.
 
-    'pos' (reference default): alpha (log q + d_a log 2). 'neg': the same minus its strict bound, hence <= 0.
+    'pos' (reference default): alpha (log q + d_a log 2). 'neg': the same minus a per-step shift, hence <= 0.
+    `shift=None` subtracts the strict bound (<= 0 by construction); an explicit `shift` (in units of the unscaled
+    reward, e.g. the largest reward on the demonstrations) is subtracted and the result clipped at 0.
     """
     alpha = reward_scale(action_dim, scale)
     r = alpha * (log_q + action_dim * math.log(2.0))
     if variant == "pos":
         return r
     if variant == "neg":
-        return r - max_reward(min_std, scale)
+        if shift is None:
+            return r - max_reward(min_std, scale)
+        return jnp.minimum(r - scale * shift, 0.0)
     raise ValueError(f"unknown coherent reward variant {variant!r}; choose 'pos' or 'neg'")
 
 
@@ -87,13 +92,15 @@ def policy_reward(
     *,
     variant: Variant = "pos",
     scale: float = 1.0,
+    shift: float | None = None,
 ) -> jax.Array:
     """Coherent reward of a policy network (HetStat or MLP) at (obs, actions): [batch]."""
     from csil_lite.distributions import tanh_normal
 
     mean, std = policy.apply(params, obs)
     log_q = tanh_normal(mean, std).log_prob(actions)
-    return coherent_reward(log_q, actions.shape[-1], min_std=policy.min_std, variant=variant, scale=scale)
+    return coherent_reward(log_q, actions.shape[-1], min_std=policy.min_std, variant=variant, scale=scale,
+                           shift=shift)
 
 
 def refinement_step(

@@ -54,6 +54,9 @@ class AgentConfig:
     reward_lr: float = 1e-3  # plain SGD, as the reference
     reward_variant: str = "neg"  # success-absorbing tasks: shifted <= 0, so ending the episode is never avoided
     reward_scale: float = 1.0
+    # 'neg' shift per step: "bound" = the strict bound (the paper's rule), "demos" = the largest reward on the
+    # demonstrations (resolved to a float by `loop.prepare`), or a float. See `loop.demo_reward_shift`.
+    reward_shift: float | str = "bound"
     refine_reward: bool = True
     refine_kl_weight: float = 1.0
     grad_penalty: float = 1.0  # weight of sqrt(E_demo ||dQ/da||^2)
@@ -71,8 +74,19 @@ class AgentConfig:
             raise ValueError(f"beta, n_demo and grad_penalty must be >= 0 (got {self.beta}, {self.n_demo}, {self.grad_penalty})")
         if self.reward_variant not in ("pos", "neg"):
             raise ValueError(f"reward_variant must be 'pos' or 'neg', got {self.reward_variant!r}")
+        if isinstance(self.reward_shift, str) and self.reward_shift not in ("bound", "demos"):
+            raise ValueError(f"reward_shift must be 'bound', 'demos' or a number, got {self.reward_shift!r}")
         if self.algo == "csil" and self.n_demo == 0:
             raise ValueError("CSIL needs demonstrations in every batch (n_demo > 0)")
+
+    @property
+    def numeric_shift(self) -> float | None:
+        """The shift as the reward functions take it: None for the strict bound, else a number."""
+        if self.reward_shift == "bound":
+            return None
+        if self.reward_shift == "demos":
+            raise ValueError("reward_shift='demos' is resolved from the BC policy by loop.prepare; pass a number here")
+        return float(self.reward_shift)
 
     @property
     def uses_coherent_reward(self) -> bool:

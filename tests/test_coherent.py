@@ -102,3 +102,11 @@ def test_refinement_step_raises_demo_reward_relative_to_online():
     for _ in range(50):
         params, state, _ = step(params, state)
     assert gap(params) > before + 0.05
+
+
+def test_explicit_shift_subtracts_scaled_and_clips_at_zero():
+    log_q = jnp.array([-2.0, 0.0, 1.0, 3.0])  # d = 1: r_pos = log_q + log 2
+    r_pos = coherent_reward(log_q, 1, min_std=0.01)
+    r = coherent_reward(log_q, 1, min_std=0.01, variant="neg", shift=1.0, scale=0.5)
+    np.testing.assert_allclose(np.asarray(r), np.minimum(0.5 * np.asarray(r_pos) - 0.5, 0.0), rtol=1e-6)
+    assert float(r[0]) < 0 and float(r[-1]) == 0.0

@@ -64,3 +64,26 @@ def test_cli_rejects_bad_values():
     assert res.returncode != 0 and "invalid choice" in res.stderr
     res = run("--out", "unused", "--set", "replay_capacity=10")
     assert res.returncode != 0 and "replay capacity" in res.stderr
+
+
+def test_demo_shift_puts_the_best_demo_reward_at_zero():
+    """reward_shift='demos' is resolved in prepare to the largest BC reward on the demos: the max becomes 0."""
+    import dataclasses
+
+    import numpy as np
+
+    from csil_lite.loop import coherent_rewards_of, prepare
+
+    cfg = preset("preview", **{**TINY, "critic_pretrain_steps": 0, "nets": dict(TINY["nets"]),
+                               "agent": {**TINY["agent"], "reward_shift": "demos"}})
+    setup = prepare(cfg, progress=False)
+    shift = setup.agent.config.reward_shift
+    assert isinstance(shift, float)
+    r = coherent_rewards_of(setup.agent, setup.state.reward, setup.demos.obs, setup.demos.action)
+    assert r.max() == 0.0 and r.min() < 0.0
+    bound = dataclasses.replace(setup.agent.config, reward_shift="bound")
+    r_bound = coherent_rewards_of(setup.agent._replace(config=bound), setup.state.reward, setup.demos.obs,
+                                  setup.demos.action)
+    assert np.all(r_bound < r)  # the strict bound shifts further
+    with pytest.raises(ValueError, match="reward_shift"):
+        preset("preview", agent=dict(reward_shift="median"))

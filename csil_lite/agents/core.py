@@ -99,7 +99,7 @@ def rewards(agent: Agent, reward_params, batch: Transitions) -> jax.Array:
     cfg = agent.config
     if cfg.uses_coherent_reward:
         return policy_reward(agent.policy, reward_params, batch.obs, batch.action,
-                             variant=cfg.reward_variant, scale=cfg.reward_scale)
+                             variant=cfg.reward_variant, scale=cfg.reward_scale, shift=cfg.numeric_shift)
     return batch.reward
 
 
