@@ -156,13 +156,16 @@ def preset(name: str, **overrides: Any) -> RunConfig:
     elif name == "preview":
         # Stability on the toy task (chapter 5): with 2k BC steps the critic must be pretrained close to the
         # demonstrations' value (2k SARSA steps at 1e-3, not 500 at 1e-4), and the actor must move slower than the
-        # critic converges (actor lr 3e-5) and stay near BC (beta 1: the 'neg' rewards are ~ -11 per step, so
-        # beta 0.01 makes the KL invisible next to Q in the hundreds). 20 evaluation episodes: 10 is +-15 points.
+        # critic converges (actor lr 3e-5). The reward is shifted by the best demonstration reward, not the strict
+        # bound (which adds ~10 nats of per-step cost and makes imitation a small correction to a minimum-time
+        # task), and beta = 3 keeps the policy within ~0.01 nats of BC over a preview's 2k updates (beta = 1 let
+        # it drift and lose 10 points on one seed). 50 evaluation episodes: a cloned policy's successes are
+        # marginal, so any change re-rolls them, and 20 episodes is +-9 points of binomial noise at p = 0.2.
         base = dict(bc_steps=2_000, critic_pretrain_steps=2_000, critic_pretrain_lr=1e-3, env_steps=6_000,
-                    learning_starts=1_000, replay_capacity=100_000, eval_every=1_000, eval_episodes=20)
+                    learning_starts=1_000, replay_capacity=100_000, eval_every=1_000, eval_episodes=50)
         agent = dict(n_demo=128, n_online=128, actor_lr=3e-5)
         if algo == "csil":
-            agent.update(beta=1.0)
+            agent.update(beta=3.0, reward_shift="demos")
         nets = dict(policy_hidden=(64, 64), features=64, critic_hidden=(128, 128))
     else:
         raise ValueError(f"unknown preset {name!r}; choose 'paper' or 'preview'")
