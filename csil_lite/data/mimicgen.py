@@ -31,7 +31,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from csil_lite.data.robomimic import Episode
-from csil_lite.data.scripted import POS_SCALE, ROT_SCALE, Stats, clip_norm, pose_action, record_episode, yaw_of
+from csil_lite.data.scripted import POS_SCALE, ROT_SCALE, Stats, clip_norm, keep_successes, pose_action, yaw_of
 
 Pose = np.ndarray  # 4x4 homogeneous transform
 
@@ -213,8 +213,6 @@ def generate(
     progress: bool = True,
 ) -> tuple[list[Episode], Stats]:
     """`n` successful episodes generated from a few source episodes; returns (episodes, Stats(attempts, n))."""
-    from tqdm.auto import tqdm
-
     from csil_lite.envs.robosuite import make
 
     if len(sources) == 0:
@@ -222,31 +220,17 @@ def generate(
     env = make(task, seed=seed) if env is None else env
     annotated = [annotate(env, task, ep) for ep in sources]
     rng = np.random.default_rng(seed)
-    max_attempts = 5 * n + 20 if max_attempts is None else max_attempts
-    out: list[Episode] = []
-    attempts = 0
-    bar = tqdm(total=n, desc=f"mimicgen {task}", disable=not progress, leave=False)
-    while len(out) < n and attempts < max_attempts:
-        attempts += 1
-        env.reset(seed=int(rng.integers(2**31 - 1)))
+
+    def new_plan():
         ref = subtasks_for(task, env)[0].ref(env)
         order = np.argsort([_pose_distance(ref, s.first_ref) for s in annotated])
         source = annotated[int(rng.choice(order[: max(1, nearest_k)]))]
         plan = _Plan(task, env, source, noise, rng)
-        ep, ok = record_episode(env, plan.act, done_fn=lambda: plan.done)
-        if ok:
-            out.append(ep)
-            bar.update(1)
-        bar.set_postfix(success=f"{len(out)}/{attempts}")
-    bar.close()
-    stats = Stats(attempts, len(out))
-    if progress:
-        print(
-            f"mimicgen {task}: {stats.successes}/{stats.attempts} attempts succeeded "
-            f"({100 * stats.success_rate:.1f} %) from {len(sources)} source demos"
-        )
-    if len(out) < n:
-        raise RuntimeError(f"mimicgen {task}: only {len(out)} of {n} episodes succeeded in {attempts} attempts")
+        return plan.act, lambda: plan.done
+
+    out, stats = keep_successes(env, n, new_plan, rng, label=f"mimicgen {task}", progress=progress,
+                                max_attempts=5 * n + 20 if max_attempts is None else max_attempts,
+                                note=f" from {len(sources)} source demos")
     return out, stats
 
 

@@ -312,6 +312,45 @@ def record_episode(env, policy: Callable[[Any], np.ndarray], *, max_steps: int |
     return ep, success
 
 
+def keep_successes(
+    env,
+    n: int,
+    new_actor: Callable[[], tuple[Callable[[Any], np.ndarray], Callable[[], bool]]],
+    rng: np.random.Generator,
+    *,
+    max_attempts: int,
+    label: str,
+    progress: bool = True,
+    note: str = "",
+) -> tuple[list[Episode], Stats]:
+    """Reset, build an actor (`new_actor() -> (act, done_fn)`), record, keep successes, until `n` or `max_attempts`.
+
+    The loop every generator shares: resets draw their seeds from `rng` (so a seed fixes the dataset), the
+    success rate is printed (with `note` appended), and too few successes is an error rather than a short file.
+    """
+    from tqdm.auto import tqdm
+
+    kept: list[Episode] = []
+    attempts = 0
+    bar = tqdm(total=n, desc=label, disable=not progress, leave=False)
+    while len(kept) < n and attempts < max_attempts:
+        attempts += 1
+        env.reset(seed=int(rng.integers(2**31 - 1)))
+        act, done_fn = new_actor()
+        ep, ok = record_episode(env, act, done_fn=done_fn)
+        if ok:
+            kept.append(ep)
+            bar.update(1)
+        bar.set_postfix(success=f"{len(kept)}/{attempts}")
+    bar.close()
+    stats = Stats(attempts, len(kept))
+    if progress:
+        print(f"{label}: {stats.successes}/{stats.attempts} attempts succeeded ({100 * stats.success_rate:.1f} %){note}")
+    if len(kept) < n:
+        raise RuntimeError(f"{label}: only {len(kept)} of {n} requested episodes succeeded in {attempts} attempts")
+    return kept, stats
+
+
 def generate_episodes(
     task: str,
     n: int,
@@ -329,8 +368,6 @@ def generate_episodes(
     Attempts continue until `n` successes or `max_attempts` (default 3n + 10); the success rate is printed and,
     with ``return_stats=True``, returned as ``(episodes, Stats)``.
     """
-    from tqdm.auto import tqdm
-
     from csil_lite.envs.robosuite import make
 
     if task not in EXPERTS:
@@ -339,27 +376,13 @@ def generate_episodes(
         raise ValueError(f"n must be positive, got {n}")
     env = make(task, seed=seed, obs=obs) if env is None else env
     rng = np.random.default_rng(seed)
-    max_attempts = 3 * n + 10 if max_attempts is None else max_attempts
-    episodes: list[Episode] = []
-    attempts = 0
-    bar = tqdm(total=n, desc=f"scripted {task}", disable=not progress, leave=False)
-    while len(episodes) < n and attempts < max_attempts:
-        attempts += 1
-        env.reset(seed=int(rng.integers(2**31 - 1)))
+
+    def new_expert():
         expert = EXPERTS[task](env, rng, noise=noise)
-        ep, ok = record_episode(env, expert.act, done_fn=lambda: expert.done)
-        if ok:
-            episodes.append(ep)
-            bar.update(1)
-        bar.set_postfix(success=f"{len(episodes)}/{attempts}")
-    bar.close()
-    stats = Stats(attempts, len(episodes))
-    if progress:
-        print(f"scripted {task}: {stats.successes}/{stats.attempts} attempts succeeded ({100 * stats.success_rate:.1f} %)")
-    if len(episodes) < n:
-        raise RuntimeError(
-            f"scripted {task}: only {len(episodes)} of {n} requested episodes succeeded in {attempts} attempts"
-        )
+        return expert.act, lambda: expert.done
+
+    episodes, stats = keep_successes(env, n, new_expert, rng, label=f"scripted {task}", progress=progress,
+                                     max_attempts=3 * n + 10 if max_attempts is None else max_attempts)
     return (episodes, stats) if return_stats else episodes
 
 
@@ -388,6 +411,7 @@ __all__ = [
     "ScriptedExpert",
     "Stats",
     "generate_episodes",
+    "keep_successes",
     "pose_action",
     "record_episode",
     "success_rate",

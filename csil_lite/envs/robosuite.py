@@ -379,7 +379,8 @@ class RobosuiteEnv(gym.Env):
         """
         state = np.asarray(state, np.float64)
         if model_file is not None:
-            self.env.reset_from_xml_string(self.env.edit_model_xml(model_file))
+            with _quiet_robosuite_logs():
+                self.env.reset_from_xml_string(self.env.edit_model_xml(model_file))
         expected = self.get_state().shape
         if state.shape != expected:
             raise ValueError(f"state has shape {state.shape}, this scene expects {expected}")
@@ -400,18 +401,11 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def make(
-    task: str,
-    *,
-    seed: int | None = None,
-    obs: str = "state",
-    image_size: int = 84,
-    horizon: int | None = None,
-    placement: str | None = None,
-    **kwargs: Any,
-) -> RobosuiteEnv:
-    """Build a task by name: lift, can, square, square_d0, nut_assembly_d0 (+ mimicgen scenes if installed)."""
-    return RobosuiteEnv(task, seed=seed, obs=obs, image_size=image_size, horizon=horizon, placement=placement, **kwargs)
+def make(task: str, **kwargs: Any) -> RobosuiteEnv:
+    """Build a task by name: lift, can, square, square_d0, nut_assembly_d0 (+ mimicgen scenes if installed).
+
+    Keywords are :class:`RobosuiteEnv`'s (seed, obs, image_size, horizon, placement, ...)."""
+    return RobosuiteEnv(task, **kwargs)
 
 
 def _ensure_offscreen(sim) -> None:
