@@ -108,6 +108,7 @@ class RunConfig:
     critic_pretrain_lr: float = 1e-4
     env_steps: int = 250_000
     learning_starts: int = 10_000
+    actor_warmup: int = 0  # updates that train only the critic (+ reward) on the BC policy's rollouts
     replay_capacity: int = 1_000_000
     eval_every: int = 1_000
     eval_episodes: int = 10
@@ -118,8 +119,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         _positive(self, "num_demos", "bc_steps", "bc_lr", "bc_batch", "critic_pretrain_lr", "env_steps",
                   "replay_capacity", "eval_every", "eval_episodes")
-        if self.critic_pretrain_steps < 0 or self.learning_starts < 0 or self.checkpoint_every < 0:
-            raise ValueError("critic_pretrain_steps, learning_starts and checkpoint_every must be >= 0")
+        if min(self.critic_pretrain_steps, self.learning_starts, self.checkpoint_every, self.actor_warmup) < 0:
+            raise ValueError("critic_pretrain_steps, learning_starts, checkpoint_every and actor_warmup must be >= 0")
         if self.agent.n_online > self.replay_capacity:
             raise ValueError(
                 f"online batch ({self.agent.n_online}) is larger than the replay capacity ({self.replay_capacity})"

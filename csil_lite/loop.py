@@ -218,11 +218,12 @@ def train(
         obs = nxt
         if len(replay) >= cfg.learning_starts:
             batch = mixed_batch(demos, replay, ac.n_demo, ac.n_online, rng, utd=ac.utd)
-            state, m = update(state, batch, k_upd)
+            state, m = update(state, batch, k_upd, train_actor=n_updates >= cfg.actor_warmup)
             n_updates += 1
             pending.append(m)
         if step % cfg.eval_every == 0:
-            train_metrics = {k: float(np.mean([float(p[k]) for p in pending])) for k in pending[0]} if pending else {}
+            keys = sorted({k for p in pending for k in p})  # actor metrics only exist after the warm-up
+            train_metrics = {k: float(np.mean([float(p[k]) for p in pending if k in p])) for k in keys}
             pending = []
             do_eval(step, train_metrics)
         if terminated or truncated:

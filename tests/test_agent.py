@@ -148,6 +148,8 @@ def test_bad_run_config():
         preset("huge")
     with pytest.raises(ValueError, match="bc_lr"):
         RunConfig(bc_lr=-1.0)
+    with pytest.raises(ValueError, match="actor_warmup"):
+        RunConfig(actor_warmup=-5)
 
 
 def test_refinement_sees_the_log_ratio_whatever_the_critic_reward():
@@ -168,3 +170,16 @@ def test_refinement_sees_the_log_ratio_whatever_the_critic_reward():
     neg, _ = _agent(reward_variant="neg", reward_scale=0.01)
     diff = rewards(pos, state.reward, batch) * 0.01 - rewards(neg, state.reward, batch)
     np.testing.assert_allclose(np.asarray(diff), np.asarray(diff)[0], rtol=1e-5)  # a constant shift apart
+
+
+def test_actor_warmup_update_trains_critic_and_reward_only():
+    agent, state = _agent(utd=2)
+    update = make_update(agent)
+    s, m = update(state, _batch(utd=2), jax.random.PRNGKey(1), train_actor=False)
+    same = lambda x, y: all(np.array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+                            for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+    assert same(s.policy, state.policy) and same(s.policy_opt, state.policy_opt) and int(s.step) == 0
+    assert not same(s.critic, state.critic) and not same(s.reward, state.reward)
+    assert "kl" not in m and "critic_loss" in m
+    s2, m2 = update(state, _batch(utd=2), jax.random.PRNGKey(1))  # default: the actor trains too
+    assert not same(s2.policy, state.policy) and "kl" in m2

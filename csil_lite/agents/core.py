@@ -174,9 +174,13 @@ def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Ar
 
 
 def make_update(agent: Agent) -> Callable:
-    """jit(update(state, batch[utd, B], key) -> (state, metrics))."""
+    """jit(update(state, batch[utd, B], key, train_actor=True) -> (state, metrics)).
 
-    def update(state: AgentState, batch: Transitions, key: jax.Array):
+    `train_actor=False` (static) runs only the critic and reward steps: the warm-up in which the critic learns the
+    value of the initial policy's own rollouts before the actor starts following its action-gradient.
+    """
+
+    def update(state: AgentState, batch: Transitions, key: jax.Array, train_actor: bool = True):
         if batch.obs.ndim < 3:
             raise ValueError(f"update expects a batch with a leading UTD axis [utd, B, ...], got obs {batch.obs.shape}")
         keys = jax.random.split(key, batch.obs.shape[0] + 1)
@@ -186,16 +190,18 @@ def make_update(agent: Agent) -> Callable:
             return critic_step(agent, s, b, k)
 
         state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:]))
+        critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
+        if not train_actor:
+            return state, critic_metrics
         last = jax.tree.map(lambda x: x[-1], batch)
         (_, a_metrics), grads = jax.value_and_grad(
             lambda p: actor_loss(agent, p, state, last, keys[0]), has_aux=True)(state.policy)
         updates, policy_opt = agent.policy_optim.update(grads, state.policy_opt, state.policy)
         state = state._replace(policy=optax.apply_updates(state.policy, updates), policy_opt=policy_opt,
                                step=state.step + 1)
-        metrics = {**jax.tree.map(jnp.mean, critic_metrics), **a_metrics}
-        return state, metrics
+        return state, {**critic_metrics, **a_metrics}
 
-    return jax.jit(update)
+    return jax.jit(update, static_argnames="train_actor")
 
 
 def make_act(agent: Agent) -> Callable:
