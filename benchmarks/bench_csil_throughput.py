@@ -23,7 +23,7 @@ import numpy as np
 from csil_lite.agents.core import init_state, make_agent, make_update
 from csil_lite.config import RunConfig, preset
 from csil_lite.data.transitions import Transitions
-from csil_lite.loop import Setup, load_demos, train
+from csil_lite.loop import Setup, load_demos, resolve_shift, train
 from csil_lite.nets.critic import LayerNormCritic
 from csil_lite.nets.policy import make_policy
 
@@ -50,9 +50,9 @@ def fresh_setup(cfg: RunConfig, demos: Transitions) -> Setup:
     """Agent state with untrained params of the right shapes (pretraining is not what is timed)."""
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
     critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
-    agent = make_agent(cfg.agent, policy, critic, demos.act_dim)
     p = policy.init(jax.random.PRNGKey(0), demos.obs[:1])
     q = critic.init(jax.random.PRNGKey(1), demos.obs[:1], demos.action[:1])
+    agent = make_agent(resolve_shift(cfg.agent, policy, p, demos), policy, critic, demos.act_dim)
     return Setup(agent, demos, np.zeros(0), np.zeros(0), init_state(agent, p, q))
 
 

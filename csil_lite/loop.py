@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from csil_lite.agents.core import Agent, AgentState, init_state, make_act, make_agent, make_update
 from csil_lite.coherent import policy_reward
-from csil_lite.config import RunConfig
+from csil_lite.config import AgentConfig, RunConfig
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
 from csil_lite.evaluation import evaluate
@@ -76,6 +76,13 @@ def demo_reward_shift(policy, bc_params, demos: Transitions) -> float:
     return float(jnp.max(r))
 
 
+def resolve_shift(agent_cfg: AgentConfig, policy, bc_params, demos: Transitions) -> AgentConfig:
+    """The agent config with `reward_shift="demos"` replaced by its number for this BC policy and these demos."""
+    if agent_cfg.uses_coherent_reward and agent_cfg.reward_shift == "demos":
+        return dataclasses.replace(agent_cfg, reward_shift=demo_reward_shift(policy, bc_params, demos))
+    return agent_cfg
+
+
 def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool = True) -> Setup:
     """BC, then (CSIL) SARSA critic pretraining: the agent state the online phase starts from."""
     demos = load_demos(cfg) if demos is None else demos
@@ -83,10 +90,7 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
     bc = train_bc(policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed, batch_size=cfg.bc_batch,
                   learning_rate=cfg.bc_lr, progress=progress)
-    agent_cfg = cfg.agent
-    if agent_cfg.uses_coherent_reward and agent_cfg.reward_shift == "demos":
-        agent_cfg = dataclasses.replace(agent_cfg, reward_shift=demo_reward_shift(policy, bc.params, demos))
-    agent = make_agent(agent_cfg, policy, critic, demos.act_dim)
+    agent = make_agent(resolve_shift(cfg.agent, policy, bc.params, demos), policy, critic, demos.act_dim)
     critic_params = critic.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
     critic_losses = np.zeros(0)
     if cfg.agent.algo == "csil" and cfg.critic_pretrain_steps > 0:
