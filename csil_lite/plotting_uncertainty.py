@@ -217,39 +217,49 @@ def plot_reward_landscape(
 
 
 def config_slider(
-    draw: Callable[[int], None], labels: Sequence[str], description: str = "config"
-) -> Any:
-    """An `ipywidgets` slider over precomputed configurations; `draw(i)` must only *plot* stored results.
+    draw: Callable[[int], Any], labels: Sequence[str], description: str = "config", *, dpi: int = 90
+) -> str:
+    """A slider over precomputed configurations that works without a kernel: in the static HTML book too.
 
-    Without ipywidgets (or a front end) the first configuration is drawn once, so headless execution never
-    breaks. Returns the widget (or None).
+    `draw(i)` must only *plot* stored results and return its figure. Every configuration is rendered once to a
+    PNG; the slider swaps images in the browser. (An ipywidgets slider needs a live kernel to redraw, and its
+    comm messages made headless notebook execution stall.) Displays the HTML and returns it.
     """
+    import base64
+    import html
+    import io
+    import json
+    import uuid
+
     if not labels:
         raise ValueError("config_slider: need at least one configuration label")
-    try:
-        import ipywidgets
-    except ImportError:
-        draw(0)
-        return None
-    slider = ipywidgets.IntSlider(min=0, max=len(labels) - 1, step=1, value=0, description=description)
-    caption = ipywidgets.Label(value=labels[0])
-    errors: list[BaseException] = []
-
-    def _draw(i: int) -> None:
-        caption.value = labels[i]
+    images = []
+    for i, label in enumerate(labels):
         try:
-            draw(i)
-        except Exception as exc:  # ipywidgets would only print it; keep it to re-raise below
-            errors.append(exc)
-            raise
+            fig = draw(i)
+        except Exception as exc:
+            raise RuntimeError(f"config_slider: drawing configuration {i} ({label!r}) failed") from exc
+        if not hasattr(fig, "savefig"):
+            raise TypeError(f"config_slider: draw({i}) must return a matplotlib figure, got {type(fig).__name__}")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        plt.close(fig)
+        images.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+    uid = "csil-slider-" + uuid.uuid4().hex[:8]
+    data = json.dumps({"src": images, "label": [str(lab) for lab in labels]}).replace("<", "\\u003c")  # no </script>
+    markup = (
+        f'<div id="{uid}"><label>{html.escape(description)} <input type="range" min="0" '
+        f'max="{len(labels) - 1}" step="1" value="0" style="vertical-align:middle"></label> '
+        f'<span>{html.escape(str(labels[0]))}</span><br><img src="{images[0]}" style="max-width:100%"></div>'
+        f"<script>(function(){{var d=document.getElementById('{uid}'),c={data};"
+        "d.querySelector('input').addEventListener('input',function(){"
+        "d.querySelector('img').src=c.src[this.value];d.querySelector('span').textContent=c.label[this.value];});"
+        "})();</script>"
+    )
+    from IPython.display import HTML, display
 
-    widget = ipywidgets.interactive(_draw, i=slider)
-    if errors:  # the initial draw failed: fail the cell instead of showing a traceback inside the widget
-        raise RuntimeError(f"config_slider: drawing configuration 0 ({labels[0]!r}) failed") from errors[0]
-    from IPython.display import display
-
-    display(ipywidgets.VBox([caption, widget]))
-    return widget
+    display(HTML(markup))
+    return markup
 
 
 def new_figure(n_rows: int, n_cols: int, size: tuple[float, float] = (3.2, 2.6), **kwargs: Any):
