@@ -23,7 +23,7 @@ install: $(STAMP)
 
 ## The main job: build the whole book, executing every chapter (preview unless CSIL_PREVIEW=0).
 book: $(STAMP)
-	bash scripts/fetch-mathjax.sh
+	$(BIN)/python -m csil_lite.sphinx_mathjax
 	CSIL_PREVIEW=$(PREVIEW) $(BIN)/jupyter-book build . --keep-going
 	@echo "Book HTML: $(CURDIR)/_build/html/index.html"
 
@@ -45,7 +45,7 @@ unit: $(STAMP)
 book-check: $(STAMP)
 	@test -n "$$(ls $(SCRATCH)/book/*.ipynb 2>/dev/null)" || { echo "run 'make test' first"; exit 1; }
 	$(BIN)/python scripts/check_executed.py $(SCRATCH)/book
-	bash scripts/fetch-mathjax.sh
+	$(BIN)/python -m csil_lite.sphinx_mathjax
 	sed -i 's/execute_notebooks: .*/execute_notebooks: "off"/' $(SCRATCH)/_config.yml
 	$(BIN)/jupyter-book build $(SCRATCH) -W -n --keep-going
 	@echo "Checked book HTML: $(CURDIR)/$(SCRATCH)/_build/html/index.html"

@@ -12,6 +12,11 @@ vertical axis.
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import json
+import uuid
 from typing import Any, Callable, Sequence
 
 import jax
@@ -225,12 +230,6 @@ def config_slider(
     PNG; the slider swaps images in the browser. (An ipywidgets slider needs a live kernel to redraw, and its
     comm messages made headless notebook execution stall.) Displays the HTML and returns it.
     """
-    import base64
-    import html
-    import io
-    import json
-    import uuid
-
     if not labels:
         raise ValueError("config_slider: need at least one configuration label")
     images = []
@@ -256,7 +255,7 @@ def config_slider(
         "d.querySelector('img').src=c.src[this.value];d.querySelector('span').textContent=c.label[this.value];});"
         "})();</script>"
     )
-    from IPython.display import HTML, display
+    from IPython.display import HTML, display  # lazily: the library does not need IPython otherwise
 
     display(HTML(markup))
     return markup

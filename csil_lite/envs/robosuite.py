@@ -79,23 +79,20 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
-@contextlib.contextmanager
-def _quiet_robosuite_logs():
-    """robosuite logs a page of harmless warnings on import and on every ``make`` (missing private macro file,
-    controller parts the Panda does not have); they would bury a notebook's output. Warnings are muted only
-    while we import and construct; errors still show."""
-    previous = logging.root.manager.disable  # robosuite resets its logger's level on import, so disable instead
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
+def robosuite_errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+# robosuite logs a page of harmless warnings on import and on every reset (missing private macro file, controller
+# parts the Panda does not have); they would bury a notebook's output. One filter on its logger, installed before
+# robosuite is first imported (its logger setup adds handlers and levels, never removes filters), keeps errors only.
+# `logging.getLogger("robosuite_logs").removeFilter(robosuite_errors_only)` shows everything again.
+logging.getLogger("robosuite_logs").addFilter(robosuite_errors_only)
 
 
 def _import_robosuite():
     try:
-        with _quiet_robosuite_logs():
-            import robosuite  # noqa: F401
+        import robosuite  # noqa: F401
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             "csil_lite.envs.robosuite needs robosuite 1.5.1 and mujoco 3.3.7: pip install 'csil_lite[sim]'"
@@ -148,8 +145,7 @@ def controller_config() -> dict:
     """robosuite 1.5's default Panda composite controller: OSC_POSE, delta actions, 0.05 m / 0.5 rad per unit."""
     from robosuite.controllers import load_composite_controller_config
 
-    with _quiet_robosuite_logs():
-        return load_composite_controller_config(controller="BASIC", robot="Panda")
+    return load_composite_controller_config(controller="BASIC", robot="Panda")
 
 
 @contextlib.contextmanager
@@ -232,8 +228,7 @@ class RobosuiteEnv(gym.Env):
             make_kwargs["placement_initializer"] = sampler
         # Construction draws from numpy's global RNG too (Lift's cube size), so seed it for reproducible scenes.
         with _global_numpy_seed(seed) if seed is not None else contextlib.nullcontext():
-            with _quiet_robosuite_logs():
-                self.env = robosuite.make(spec.env_name, **make_kwargs)
+            self.env = robosuite.make(spec.env_name, **make_kwargs)
         if use_cams:
             # robosuite samples every observable at the *first* physics substep of a control step, so what
             # `step` returns lags the saved MuJoCo state. We re-read low-dim sensors after each step and render
@@ -248,8 +243,7 @@ class RobosuiteEnv(gym.Env):
         # Spaces, from one reset (robosuite decides the object-state size).
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         with _global_numpy_seed(0 if seed is None else seed):
-            with _quiet_robosuite_logs():
-                raw = self.env.reset()
+            raw = self.env.reset()
         named = self._named(raw)
         if obs == "state":
             dim = flatten_obs(named, STATE_KEYS).shape[-1]
@@ -296,8 +290,7 @@ class RobosuiteEnv(gym.Env):
         super().reset(seed=seed)
         inner_seed = int(self.np_random.integers(0, 2**31 - 1))
         with _global_numpy_seed(inner_seed):
-            with _quiet_robosuite_logs():
-                raw = self.env.reset()
+            raw = self.env.reset()
         self._t = 0
         named = self._named(raw)
         return self._observation(named), {"obs_dict": self.obs_dict(), "success": self.is_success()}
@@ -379,8 +372,7 @@ class RobosuiteEnv(gym.Env):
         """
         state = np.asarray(state, np.float64)
         if model_file is not None:
-            with _quiet_robosuite_logs():
-                self.env.reset_from_xml_string(self.env.edit_model_xml(model_file))
+            self.env.reset_from_xml_string(self.env.edit_model_xml(model_file))
         expected = self.get_state().shape
         if state.shape != expected:
             raise ValueError(f"state has shape {state.shape}, this scene expects {expected}")
