@@ -3,57 +3,83 @@
 The same episode seeds are used at every evaluation and for every method (common random numbers), so curves of
 different methods differ by what they learned, not by which start states they happened to draw. When a learned
 reward is given, its per-episode Pearson correlation with the task's dense "true" reward is reported too.
+
+Several environments can run episodes in lockstep: one batched policy call per step instead of one per episode
+and step. Episode i always uses seed i's start state on whichever environment runs it, so the result does not
+depend on how many environments there are.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
 
 
+def _run_wave(envs: Sequence[gym.Env], act: Callable, seeds: np.ndarray) -> list[dict]:
+    """Episodes with `seeds` run side by side on `envs[:len(seeds)]`; `act` always sees the full batch (one jit
+    shape), and rows of finished episodes are ignored."""
+    n = len(seeds)
+    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)])
+    eps = [{"obs": [], "act": [], "true": [], "return": 0.0, "success": False} for _ in range(n)]
+    live = np.ones(n, bool)
+    while live.any():
+        actions = np.asarray(act(obs), np.float32)
+        for i in np.flatnonzero(live):
+            nxt, r, terminated, truncated, info = envs[i].step(actions[i])
+            ep = eps[i]
+            ep["obs"].append(obs[i].copy())
+            ep["act"].append(actions[i])
+            ep["true"].append(info.get("shaped_reward", r))
+            ep["return"] += float(r)
+            ep["success"] = ep["success"] or bool(info.get("success", False))
+            live[i] = not (terminated or truncated)
+            obs[i] = nxt
+    return eps
+
+
+def _reward_correlation(eps: list[dict], reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
+    """Mean per-episode Pearson correlation; the learned reward is computed in one call over all episodes."""
+    learned = np.asarray(reward_fn(np.concatenate([np.stack(e["obs"]) for e in eps]),
+                                   np.concatenate([np.stack(e["act"]) for e in eps])))
+    corrs, start = [], 0
+    for e in eps:
+        n = len(e["act"])
+        lr, true = learned[start:start + n], np.asarray(e["true"], np.float64)
+        start += n
+        if n > 2 and lr.std() > 1e-8 and true.std() > 1e-8:
+            corrs.append(float(np.corrcoef(lr, true)[0, 1]))
+    return float(np.mean(corrs)) if corrs else float("nan")
+
+
 def evaluate(
-    env: gym.Env,
+    envs: gym.Env | Sequence[gym.Env],
     act: Callable[[np.ndarray], np.ndarray],
     *,
     episodes: int,
     seed: int,
     reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Run `episodes` episodes with `act`; returns success rate, mean return/length and reward correlation."""
+    """Run `episodes` episodes; returns success rate, mean return/length and (with `reward_fn`) reward correlation.
+
+    `act` maps a batch of observations [n, obs_dim] to actions [n, act_dim]; with several `envs`, episodes run
+    `len(envs)` at a time.
+    """
+    envs = [envs] if isinstance(envs, gym.Env) else list(envs)
+    if not envs:
+        raise ValueError("evaluate: need at least one environment")
     seeds = np.random.SeedSequence([seed, 7_919]).generate_state(episodes)
-    successes, returns, lengths, corrs = [], [], [], []
-    for ep_seed in seeds:
-        obs, _ = env.reset(seed=int(ep_seed))
-        done, ret, t, success = False, 0.0, 0, False
-        ep_obs, ep_act, ep_true = [], [], []
-        while not done:
-            a = np.asarray(act(obs), np.float32)
-            nxt, r, terminated, truncated, info = env.step(a)
-            ep_obs.append(obs)
-            ep_act.append(a)
-            ep_true.append(info.get("shaped_reward", r))
-            ret += float(r)
-            t += 1
-            success = success or bool(info.get("success", False))
-            done = terminated or truncated
-            obs = nxt
-        successes.append(success)
-        returns.append(ret)
-        lengths.append(t)
-        if reward_fn is not None and t > 2:
-            learned = np.asarray(reward_fn(np.stack(ep_obs), np.stack(ep_act)))
-            true = np.asarray(ep_true, np.float64)
-            if learned.std() > 1e-8 and true.std() > 1e-8:
-                corrs.append(float(np.corrcoef(learned, true)[0, 1]))
+    eps: list[dict] = []
+    for start in range(0, episodes, len(envs)):
+        eps += _run_wave(envs, act, seeds[start:start + len(envs)])
     out = {
-        "success_rate": float(np.mean(successes)),
-        "return": float(np.mean(returns)),
-        "episode_length": float(np.mean(lengths)),
+        "success_rate": float(np.mean([e["success"] for e in eps])),
+        "return": float(np.mean([e["return"] for e in eps])),
+        "episode_length": float(np.mean([len(e["act"]) for e in eps])),
     }
     if reward_fn is not None:
-        out["reward_corr"] = float(np.mean(corrs)) if corrs else float("nan")
+        out["reward_corr"] = _reward_correlation(eps, reward_fn)
     return out
 
 

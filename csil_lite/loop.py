@@ -9,11 +9,12 @@ continues exactly as if it had never stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,10 +60,30 @@ def load_demos(cfg: RunConfig) -> Transitions:
     )
 
 
-def coherent_rewards_of(agent: Agent, reward_params, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+def _agent_reward(agent: Agent, reward_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
     cfg = agent.config
-    return np.asarray(policy_reward(agent.policy, reward_params, jnp.asarray(obs), jnp.asarray(actions),
-                                    variant=cfg.reward_variant, scale=cfg.reward_scale, shift=cfg.numeric_shift))
+    return policy_reward(agent.policy, reward_params, obs, actions, variant=cfg.reward_variant,
+                         scale=cfg.reward_scale, shift=cfg.numeric_shift)
+
+
+def coherent_rewards_of(agent: Agent, reward_params, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The agent's coherent reward (its variant, scale and shift) on numpy arrays."""
+    return np.asarray(_agent_reward(agent, reward_params, jnp.asarray(obs), jnp.asarray(actions)))
+
+
+def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray]:
+    """`coherent_rewards_of` under jit, for repeated calls on batches of varying length (evaluations).
+
+    Batches are edge-padded to a power of two, so a run compiles a handful of shapes rather than one per call.
+    """
+    fn = jax.jit(functools.partial(_agent_reward, agent))
+
+    def reward(reward_params, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        n = len(obs)
+        pad = ((0, (1 << max(n - 1, 0).bit_length()) - n), (0, 0))
+        return np.asarray(fn(reward_params, np.pad(obs, pad, mode="edge"), np.pad(actions, pad, mode="edge")))[:n]
+
+    return reward
 
 
 def demo_reward_shift(policy, bc_params, demos: Transitions) -> float:
@@ -164,7 +185,9 @@ def train(
     setup = prepare(cfg, progress=progress) if setup is None else setup
     agent, demos, state = setup.agent, setup.demos, setup.state
     env = make_env(cfg.task, seed=cfg.seed)
-    eval_env = make_env(cfg.task, seed=cfg.seed + 1)
+    # Toy tasks are cheap to copy: evaluate all episodes in lockstep (one batched policy call per step).
+    n_eval_envs = cfg.eval_episodes if cfg.task in TOY_TASKS else 1
+    eval_envs = [make_env(cfg.task, seed=cfg.seed + 1) for _ in range(n_eval_envs)]
     replay = ReplayBuffer(cfg.replay_capacity, demos.obs.shape[1:], demos.act_dim)
     update = make_update(agent)
     act = make_act(agent)
@@ -186,11 +209,13 @@ def train(
     key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
     step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
 
+    jit_reward = make_reward_fn(agent)
+
     def reward_fn(o, a):
-        return coherent_rewards_of(agent, state.reward, o, a)
+        return jit_reward(state.reward, o, a)
 
     def do_eval(at_step: int, train_metrics: dict[str, float]) -> None:
-        res = evaluate(eval_env, lambda o: np.asarray(act(state.policy, jnp.asarray(o), key, True)),
+        res = evaluate(eval_envs, lambda o: np.asarray(act(state.policy, jnp.asarray(o), key, True)),
                        episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if ac.algo == "csil" else None)
         row = {"step": at_step, "updates": n_updates, **res, **train_metrics,
                "wall_time": time.perf_counter() - t_start}

@@ -72,7 +72,7 @@ def test_demo_shift_puts_the_best_demo_reward_at_zero():
 
     import numpy as np
 
-    from csil_lite.loop import coherent_rewards_of, prepare
+    from csil_lite.loop import coherent_rewards_of, make_reward_fn, prepare
 
     cfg = preset("preview", **{**TINY, "critic_pretrain_steps": 0, "nets": dict(TINY["nets"]),
                                "agent": {**TINY["agent"], "reward_shift": "demos"}})
@@ -85,5 +85,9 @@ def test_demo_shift_puts_the_best_demo_reward_at_zero():
     r_bound = coherent_rewards_of(setup.agent._replace(config=bound), setup.state.reward, setup.demos.obs,
                                   setup.demos.action)
     assert np.all(r_bound < r)  # the strict bound shifts further
+    jit_reward = make_reward_fn(setup.agent)
+    for n in (1, 5, 17):  # padded to 1, 8, 32 rows inside
+        np.testing.assert_allclose(jit_reward(setup.state.reward, setup.demos.obs[:n], setup.demos.action[:n]),
+                                   r[:n], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="reward_shift"):
         preset("preview", agent=dict(reward_shift="median"))
