@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from csil_lite.distributions import THRESHOLD, max_log_prob_per_dim
 
 Variant = Literal["pos", "neg"]
+Density = Literal["action", "latent"]
 REFERENCE_MAX_REWARD = -0.5 * math.log(1e-5) + math.log(2.0)  # ~6.4496, the reference's heuristic constant
 
 
@@ -93,12 +94,25 @@ def policy_reward(
     variant: Variant = "pos",
     scale: float = 1.0,
     shift: float | None = None,
+    density: Density = "action",
 ) -> jax.Array:
-    """Coherent reward of a policy network (HetStat or MLP) at (obs, actions): [batch]."""
-    from csil_lite.distributions import tanh_normal
+    """Coherent reward of a policy network (HetStat or MLP) at (obs, actions): [batch].
+
+    `density="action"` (the reference) scores log q(a|s) in action space, tanh Jacobian included. Where the policy
+    is uncertain (large std, which HetStat gives away from the data) that density peaks near a = +-1, so the reward
+    prefers saturated actions to the BC action tanh(mean) and pulls a fine-tuned actor away from BC. `"latent"`
+    scores the pre-tanh Gaussian instead (a prior uniform in the latent rather than on [-1, 1]), whose maximum over
+    actions is tanh(mean) at every state. The strict bound of the "action" density bounds both.
+    """
+    from csil_lite.distributions import latent_log_prob, tanh_normal
 
     mean, std = policy.apply(params, obs)
-    log_q = tanh_normal(mean, std).log_prob(actions)
+    if density == "action":
+        log_q = tanh_normal(mean, std).log_prob(actions)
+    elif density == "latent":
+        log_q = latent_log_prob(mean, std, actions)
+    else:
+        raise ValueError(f"unknown reward density {density!r}; choose 'action' or 'latent'")
     return coherent_reward(log_q, actions.shape[-1], min_std=policy.min_std, variant=variant, scale=scale,
                            shift=shift)
 

@@ -59,6 +59,17 @@ def tanh_normal(loc: jax.Array, scale: jax.Array, threshold: float = THRESHOLD) 
     return distrax.Independent(ClippedTanhNormal(loc, scale, threshold), reinterpreted_batch_ndims=1)
 
 
+def latent_log_prob(loc: jax.Array, scale: jax.Array, actions: jax.Array, threshold: float = THRESHOLD) -> jax.Array:
+    """log N(atanh a; loc, scale), summed over the last axis: the log-density of the *latent* (pre-tanh) action.
+
+    It differs from the action-space log-density by the tanh Jacobian, sum_d log(1 - a_d^2), which is what makes a
+    wide tanh-Gaussian's action density peak near +-1 instead of at tanh(loc). Actions are clipped to
+    +-`threshold` first, as in `ClippedTanhNormal`, so the value is finite on [-1, 1].
+    """
+    u = jnp.arctanh(jnp.clip(actions, -threshold, threshold))
+    return jnp.sum(distrax.Normal(loc, scale).log_prob(u), axis=-1)
+
+
 def latent_kl(loc_p: jax.Array, scale_p: jax.Array, loc_q: jax.Array, scale_q: jax.Array) -> jax.Array:
     """Exact KL(p || q) between two tanh-Gaussians sharing the tanh bijection, summed over the last axis.
 

@@ -63,7 +63,7 @@ def load_demos(cfg: RunConfig) -> Transitions:
 def _agent_reward(agent: Agent, reward_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
     cfg = agent.config
     return policy_reward(agent.policy, reward_params, obs, actions, variant=cfg.reward_variant,
-                         scale=cfg.reward_scale, shift=cfg.numeric_shift)
+                         scale=cfg.reward_scale, shift=cfg.numeric_shift, density=cfg.reward_density)
 
 
 def coherent_rewards_of(agent: Agent, reward_params, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -86,41 +86,54 @@ def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.n
     return reward
 
 
-def demo_reward_shift(policy, bc_params, demos: Transitions) -> float:
+def demo_reward_shift(policy, bc_params, demos: Transitions, density: str = "action") -> float:
     """The largest unscaled coherent reward of the BC policy on its own demonstrations.
 
     Shifting by it (`reward_shift="demos"`) makes the reward <= 0 wherever the demonstrator acted, like the strict
     bound, but without the bound's ~10 extra nats per step (reached only by actions at the tanh clip), which turn
     the task into a minimum-time problem in which imitating the demonstrator is a small correction.
     """
-    r = policy_reward(policy, bc_params, jnp.asarray(demos.obs), jnp.asarray(demos.action), variant="pos")
+    r = policy_reward(policy, bc_params, jnp.asarray(demos.obs), jnp.asarray(demos.action), variant="pos",
+                      density=density)
     return float(jnp.max(r))
 
 
 def resolve_shift(agent_cfg: AgentConfig, policy, bc_params, demos: Transitions) -> AgentConfig:
     """The agent config with `reward_shift="demos"` replaced by its number for this BC policy and these demos."""
     if agent_cfg.uses_coherent_reward and agent_cfg.reward_shift == "demos":
-        return dataclasses.replace(agent_cfg, reward_shift=demo_reward_shift(policy, bc_params, demos))
+        shift = demo_reward_shift(policy, bc_params, demos, agent_cfg.reward_density)
+        return dataclasses.replace(agent_cfg, reward_shift=shift)
     return agent_cfg
 
 
-def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool = True) -> Setup:
-    """BC, then (CSIL) SARSA critic pretraining: the agent state the online phase starts from."""
+def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool = True,
+            bc_from: Setup | None = None) -> Setup:
+    """BC, then (CSIL) SARSA critic pretraining: the agent state the online phase starts from.
+
+    `bc_from`: reuse the BC policy of another setup with the same networks (e.g. CSIL's, for the SAC-from-BC
+    baseline of the same seed) instead of training it again; its demonstrations are reused too.
+    """
+    if bc_from is not None:
+        demos, bc_params, bc_losses = bc_from.demos, bc_from.state.prior, bc_from.bc_losses
     demos = load_demos(cfg) if demos is None else demos
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
     critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
-    bc = train_bc(policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed, batch_size=cfg.bc_batch,
-                  learning_rate=cfg.bc_lr, progress=progress)
-    agent = make_agent(resolve_shift(cfg.agent, policy, bc.params, demos), policy, critic, demos.act_dim)
+    if bc_from is None:
+        bc = train_bc(policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed, batch_size=cfg.bc_batch,
+                      learning_rate=cfg.bc_lr, progress=progress)
+        bc_params, bc_losses = bc.params, bc.losses
+    elif bc_from.agent.policy != policy:
+        raise ValueError("prepare(bc_from=...): the other setup's policy network differs from this config's")
+    agent = make_agent(resolve_shift(cfg.agent, policy, bc_params, demos), policy, critic, demos.act_dim)
     critic_params = critic.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
     critic_losses = np.zeros(0)
     if cfg.agent.algo == "csil" and cfg.critic_pretrain_steps > 0:
-        r = coherent_rewards_of(agent, bc.params, demos.obs, demos.action)
+        r = coherent_rewards_of(agent, bc_params, demos.obs, demos.action)
         pre = pretrain_critic(critic, critic_params, demos, r, steps=cfg.critic_pretrain_steps, gamma=cfg.agent.gamma,
                               tau=cfg.agent.tau, learning_rate=cfg.critic_pretrain_lr, batch_size=cfg.bc_batch,
                               grad_penalty=cfg.agent.grad_penalty, seed=cfg.seed + 2, progress=progress)
         critic_params, critic_losses = pre.params, pre.losses
-    return Setup(agent, demos, bc.losses, critic_losses, init_state(agent, bc.params, critic_params))
+    return Setup(agent, demos, bc_losses, critic_losses, init_state(agent, bc_params, critic_params))
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------------

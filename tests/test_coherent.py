@@ -110,3 +110,38 @@ def test_explicit_shift_subtracts_scaled_and_clips_at_zero():
     r = coherent_reward(log_q, 1, min_std=0.01, variant="neg", shift=1.0, scale=0.5)
     np.testing.assert_allclose(np.asarray(r), np.minimum(0.5 * np.asarray(r_pos) - 0.5, 0.0), rtol=1e-6)
     assert float(r[0]) < 0 and float(r[-1]) == 0.0
+
+
+class _FixedGaussian:
+    """A 'policy' with the same latent Gaussian at every state: enough for policy_reward."""
+
+    min_std = 1e-2
+
+    def __init__(self, mean: float, std: float):
+        self.mean, self.std = mean, std
+
+    def apply(self, params, obs):
+        shape = (obs.shape[0], 1)
+        return jnp.full(shape, self.mean), jnp.full(shape, self.std)
+
+
+def test_latent_density_is_action_density_plus_tanh_jacobian():
+    from csil_lite.distributions import latent_log_prob, tanh_normal
+
+    mean, std = jnp.array([[0.3, -1.2]]), jnp.array([[0.5, 0.1]])
+    a = jnp.array([[0.7, -0.95]])
+    jac = jnp.sum(jnp.log1p(-a**2))
+    np.testing.assert_allclose(latent_log_prob(mean, std, a), tanh_normal(mean, std).log_prob(a) + jac, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mean", [-0.4, 0.0, 0.3])
+def test_latent_reward_peaks_at_the_bc_action_action_reward_at_the_edges(mean):
+    """Where the policy is uncertain (std 0.8), the action-space density is largest near +-1, not at tanh(mean)."""
+    policy = _FixedGaussian(mean, 0.8)
+    a = jnp.linspace(-0.995, 0.995, 3981)[:, None]
+    obs = jnp.zeros((a.shape[0], 1))
+    best = {d: float(a[jnp.argmax(policy_reward(policy, None, obs, a, density=d)), 0]) for d in ("action", "latent")}
+    assert best["latent"] == pytest.approx(np.tanh(mean), abs=1e-3)
+    assert abs(best["action"]) > 0.7 and abs(best["action"] - np.tanh(mean)) > 0.5
+    with pytest.raises(ValueError, match="density"):
+        policy_reward(policy, None, obs, a, density="log")

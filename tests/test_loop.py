@@ -91,3 +91,24 @@ def test_demo_shift_puts_the_best_demo_reward_at_zero():
                                    r[:n], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="reward_shift"):
         preset("preview", agent=dict(reward_shift="median"))
+
+
+def test_prepare_can_reuse_another_setups_bc():
+    """SAC-from-BC of a seed starts from the same BC policy whether it trains BC itself or reuses CSIL's."""
+    import dataclasses
+
+    import jax
+    import numpy as np
+
+    from csil_lite.loop import prepare
+
+    csil = prepare(_cfg(), progress=False)
+    sac_cfg = _cfg(algo="sac_bc")
+    fresh, reused = prepare(sac_cfg, progress=False), prepare(sac_cfg, progress=False, bc_from=csil)
+    for a, b, c in zip(*(jax.tree.leaves(s.state.policy) for s in (csil, fresh, reused))):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_allclose(b, c, rtol=1e-6, atol=1e-6)
+    assert reused.demos is csil.demos
+    with pytest.raises(ValueError, match="policy network differs"):
+        narrow = dataclasses.replace(sac_cfg, nets=dataclasses.replace(sac_cfg.nets, features=8))
+        prepare(narrow, progress=False, bc_from=csil)

@@ -99,7 +99,8 @@ def rewards(agent: Agent, reward_params, batch: Transitions) -> jax.Array:
     cfg = agent.config
     if cfg.uses_coherent_reward:
         return policy_reward(agent.policy, reward_params, batch.obs, batch.action,
-                             variant=cfg.reward_variant, scale=cfg.reward_scale, shift=cfg.numeric_shift)
+                             variant=cfg.reward_variant, scale=cfg.reward_scale, shift=cfg.numeric_shift,
+                             density=cfg.reward_density)
     return batch.reward
 
 
@@ -144,7 +145,8 @@ def reward_loss(agent: Agent, reward_params, batch: Transitions):
     """
     cfg = agent.config
     # scale=1: `reward_scale` only rescales what the critic sees; the estimator needs the log-ratio itself.
-    r = policy_reward(agent.policy, reward_params, batch.obs, batch.action, variant="pos", scale=1.0)
+    r = policy_reward(agent.policy, reward_params, batch.obs, batch.action, variant="pos", scale=1.0,
+                      density=cfg.reward_density)
     return refinement_loss(r[: cfg.n_demo], r[cfg.n_demo:], cfg.refine_kl_weight)
 
 
