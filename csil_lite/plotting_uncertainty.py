@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 
-from csil_lite.coherent import Variant, policy_reward
+from csil_lite.coherent import Density, Variant, policy_reward
 
 
 def _as_1d(name: str, x: Any) -> np.ndarray:
@@ -121,6 +121,7 @@ def reward_landscape(
     *,
     variant: Variant = "pos",
     scale: float = 1.0,
+    density: Density = "action",
 ) -> np.ndarray:
     """Coherent reward r(s, a) for every pair of `obs` [N_s, obs_dim] and `actions` [N_a, act_dim]: [N_a, N_s].
 
@@ -134,7 +135,8 @@ def reward_landscape(
     n_s, n_a = obs.shape[0], actions.shape[0]
     all_obs = jnp.broadcast_to(obs[None], (n_a, n_s, obs.shape[1])).reshape(-1, obs.shape[1])
     all_act = jnp.broadcast_to(actions[:, None], (n_a, n_s, actions.shape[1])).reshape(-1, actions.shape[1])
-    fn = jax.jit(lambda p, o, a: policy_reward(policy, p, o, a, variant=variant, scale=scale))
+    fn = jax.jit(lambda p, o, a: policy_reward(policy, p, o, a, variant=variant, scale=scale,
+                                                   density=density))
     return np.asarray(fn(params, all_obs, all_act)).reshape(n_a, n_s)
 
 

@@ -133,6 +133,7 @@ def test_critic_pretraining_fits_demo_values():
         (dict(algo="ppo"), "unknown algo"),
         (dict(gamma=1.0), "gamma"),
         (dict(reward_variant="zero"), "reward_variant"),
+        (dict(reward_density="log"), "reward_density"),
         (dict(n_demo=0), "demonstrations"),
     ],
 )
