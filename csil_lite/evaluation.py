@@ -18,8 +18,8 @@ import numpy as np
 
 
 def _run_wave(envs: Sequence[gym.Env], act: Callable, seeds: np.ndarray) -> list[dict]:
-    """Episodes with `seeds` run side by side on `envs[:len(seeds)]`; `act` always sees the full batch (one jit
-    shape), and rows of finished episodes are ignored."""
+    """Episodes with `seeds` run side by side on `envs[:len(seeds)]`. `act` sees the whole wave's batch at every
+    step (a fixed shape, so no recompiles as episodes end); the rows of finished episodes are ignored."""
     n = len(seeds)
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)])
     eps = [{"obs": [], "act": [], "true": [], "return": 0.0, "success": False} for _ in range(n)]

@@ -110,11 +110,11 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
             bc_from: Setup | None = None) -> Setup:
     """BC, then (CSIL) SARSA critic pretraining: the agent state the online phase starts from.
 
-    `bc_from`: reuse the BC policy of another setup with the same networks (e.g. CSIL's, for the SAC-from-BC
-    baseline of the same seed) instead of training it again; its demonstrations are reused too.
+    `bc_from`: reuse the BC policy (and the demonstrations, in place of `demos`) of another setup with the same
+    policy network, e.g. CSIL's for the SAC-from-BC baseline of the same seed, instead of training BC again.
     """
     if bc_from is not None:
-        demos, bc_params, bc_losses = bc_from.demos, bc_from.state.prior, bc_from.bc_losses
+        demos = bc_from.demos
     demos = load_demos(cfg) if demos is None else demos
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
     critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
@@ -124,6 +124,8 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         bc_params, bc_losses = bc.params, bc.losses
     elif bc_from.agent.policy != policy:
         raise ValueError("prepare(bc_from=...): the other setup's policy network differs from this config's")
+    else:
+        bc_params, bc_losses = bc_from.state.prior, bc_from.bc_losses
     agent = make_agent(resolve_shift(cfg.agent, policy, bc_params, demos), policy, critic, demos.act_dim)
     critic_params = critic.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
     critic_losses = np.zeros(0)
