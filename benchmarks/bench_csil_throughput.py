@@ -1,7 +1,7 @@
 """Throughput of CSIL: jitted agent updates per second and environment steps per second of the whole loop.
 
-Two scales: the "preview" preset's networks and batches, and the paper's (HetStat 256-wide trunk, D=256 features,
-256-wide critic, batch 256 demo + 256 online). Updates run on random batches of the right shapes (the update cost
+Two scales: the "preview" preset's networks and batches, and the reference's (HetStat 256-wide trunk, D=256
+features, 256-wide critic, batch 256 demo + 256 online). Updates run on random batches of the right shapes (the update cost
 does not depend on the values), after a compile/warm-up call; the median of `--repeats` timings is reported. The
 loop figure is a short real `train` run on the toy task with learning starting at once, so every env step pays for
 one action, one env step, one batch assembly and one update (BC/critic pretraining excluded: they run before).
@@ -24,17 +24,17 @@ from csil_lite.agents.core import init_state, make_agent, make_update
 from csil_lite.config import RunConfig, preset
 from csil_lite.data.transitions import Transitions
 from csil_lite.loop import Setup, load_demos, resolve_shift, train
-from csil_lite.nets.critic import LayerNormCritic
+from csil_lite.nets.critic import make_critic
 from csil_lite.nets.policy import make_policy
 
-PAPER_NETS = dict(policy_hidden=(256, 256), features=256, critic_hidden=(256, 256))
-PAPER_AGENT = dict(n_demo=256, n_online=256)
+REFERENCE_NETS = dict(policy_hidden=(256, 256), features=256, critic_hidden=(256, 256))
+REFERENCE_AGENT = dict(n_demo=256, n_online=256)
 
 
 def configs(task: str) -> dict[str, RunConfig]:
     return {
         "preview": preset("preview", task=task),
-        "paper-width": preset("preview", task=task, nets=PAPER_NETS, agent=PAPER_AGENT),
+        "reference-width": preset("preview", task=task, nets=REFERENCE_NETS, agent=REFERENCE_AGENT),
     }
 
 
@@ -49,10 +49,11 @@ def random_batch(cfg: RunConfig, obs_dim: int, act_dim: int, rng: np.random.Gene
 def fresh_setup(cfg: RunConfig, demos: Transitions) -> Setup:
     """Agent state with untrained params of the right shapes (pretraining is not what is timed)."""
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
-    critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
+    critic = make_critic(cfg.nets.critic_hidden)
     p = policy.init(jax.random.PRNGKey(0), demos.obs[:1])
-    q = critic.init(jax.random.PRNGKey(1), demos.obs[:1], demos.action[:1])
-    agent = make_agent(resolve_shift(cfg.agent, policy, p, demos), policy, critic, demos.act_dim)
+    q = critic.module.init(jax.random.PRNGKey(1), demos.obs[:1], demos.action[:1])
+    agent = make_agent(resolve_shift(cfg.agent, policy, p, demos), policy, critic.module, demos.act_dim,
+                       head=critic.head)
     return Setup(agent, demos, np.zeros(0), np.zeros(0), init_state(agent, p, q))
 
 
@@ -103,7 +104,7 @@ def main() -> None:
         ups = bench_updates(setup, cfg, args.updates, args.repeats)
         sps = bench_loop(setup, cfg, args.loop_steps)
         n = cfg.nets
-        print(f"{name:12s} policy {n.policy_hidden} D={n.features} critic {n.critic_hidden} "
+        print(f"{name:15s} policy {n.policy_hidden} D={n.features} critic {n.critic_hidden} "
               f"batch {cfg.agent.n_demo}+{cfg.agent.n_online} utd {cfg.agent.utd}: "
               f"{ups:8.1f} updates/s   {sps:8.1f} env steps/s (loop, 1 update per step)")
 

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("csil_lite.train", "train CSIL / SAC-from-BC / BC on a task (--preset preview|paper)"),
+    "train": ("csil_lite.train", "train CSIL / SAC-from-BC / BC on a task (--preset preview|reference)"),
     "plot": ("csil_lite.plotting", "plot the metrics of one or more run directories"),
     "demos": ("csil_lite.data.generate", "generate or inspect demonstration datasets (robomimic HDF5)"),
 }

@@ -47,7 +47,7 @@ def coherent_reward(
     scale: float = 1.0,
     shift: float | None = None,
 ) -> jax.Array:
-    """Reward from the (reward network's) log-density of the taken action.
+    """Reward from the (reward network's) log-density of the taken action: eq-ch4-reward, eq-ch4-neg, eq-ch5-reward.
 
     'pos' (reference default): alpha (log q + d_a log 2). 'neg': the same minus a per-step shift, hence <= 0.
     `shift=None` subtracts the strict bound (<= 0 by construction); an explicit `shift` (in units of the unscaled
@@ -69,17 +69,19 @@ def reward_upper_bound(min_std: float, *, variant: Variant = "pos", scale: float
 
 
 def value_clip(min_std: float, gamma: float, *, variant: Variant = "pos", scale: float = 1.0) -> float:
-    """Largest soft value a discounted sum of such rewards can reach: bound / (1 - gamma) ('neg': 0)."""
+    """Largest soft value a discounted sum of such rewards can reach: bound / (1 - gamma) ('neg': 0); eq-ch4-clip."""
     if not 0.0 <= gamma < 1.0:
         raise ValueError(f"gamma must lie in [0, 1), got {gamma}")
     return reward_upper_bound(min_std, variant=variant, scale=scale) / (1.0 - gamma)
 
 
 def refinement_loss(r_demo: jax.Array, r_online: jax.Array, kl_weight: float = 1.0) -> jax.Array:
-    """Reward refinement: raise the reward on demonstrations, pull it to zero on the policy's own samples.
+    """Reward refinement, eq-ch5-refine (eq-ch4-refine): raise the reward on demonstrations, pull it to zero on the
+    policy's own samples.
 
-    -E_demo[r] + E_online[exp(-max(r, -5)) - 1 + r]; the second term is the non-negative KL estimator
-    x - 1 + e^{-x} evaluated at the log-ratio x = r (minimised at r = 0). The clip only guards the exponential.
+    -E_demo[x] + E_online[exp(-max(x, -5)) - 1 + x]; the second term is the non-negative KL estimator
+    x - 1 + e^{-x}, minimised at x = 0. It is a KL estimate only when x is the log-ratio itself, so pass
+    `refinement_log_ratio` (not a shifted or rescaled reward). The clip only guards the exponential.
     """
     kl_term = jnp.exp(-jnp.maximum(r_online, -5.0)) - 1.0 + r_online
     return -jnp.mean(r_demo) + kl_weight * jnp.mean(kl_term)
@@ -117,6 +119,17 @@ def policy_reward(
                            shift=shift)
 
 
+def refinement_log_ratio(policy, params, obs: jax.Array, actions: jax.Array, *,
+                         density: Density = "action") -> jax.Array:
+    """x_psi of eq-ch5-refine: the unshifted, unscaled per-dimension log-ratio that `refinement_loss` takes.
+
+    Whatever variant, scale and shift the critic's reward uses, refinement sees this: the estimator x - 1 + e^{-x}
+    at the 'neg' variant's shifted reward (~ -12 per step) would put every online sample in the clipped, linear
+    branch and push the online rewards down without bound (a drifting reward that drags Q down with it).
+    """
+    return policy_reward(policy, params, obs, actions, variant="pos", scale=1.0, density=density)
+
+
 def refinement_step(
     policy,
     optimizer,
@@ -125,21 +138,22 @@ def refinement_step(
     demo: tuple[jax.Array, jax.Array],
     online: tuple[jax.Array, jax.Array],
     *,
-    variant: Variant = "pos",
-    scale: float = 1.0,
+    density: Density = "action",
     kl_weight: float = 1.0,
 ):
-    """One optimiser step of `refinement_loss` on the reward network's params; jit-friendly.
+    """One optimiser step of `refinement_loss` at `refinement_log_ratio` on a reward network's params; jit-friendly.
 
-    `demo` and `online` are (obs, actions) pairs. Returns (params, opt_state, loss).
+    `demo` and `online` are (obs, actions) pairs. Returns (params, opt_state, loss). The online agent runs the
+    same loss on its mixed batches (`agents.components.CoherentReward.refine`).
     """
-    import optax
+    from csil_lite.agents.state import TrainState
 
     def loss_fn(p):
-        r_demo = policy_reward(policy, p, *demo, variant=variant, scale=scale)
-        r_online = policy_reward(policy, p, *online, variant=variant, scale=scale)
-        return refinement_loss(r_demo, r_online, kl_weight)
+        x_demo = refinement_log_ratio(policy, p, *demo, density=density)
+        x_online = refinement_log_ratio(policy, p, *online, density=density)
+        return refinement_loss(x_demo, x_online, kl_weight)
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+    state = TrainState(params=params, opt_state=opt_state, target_params={}, batch_stats={}, tx=optimizer)
+    state = state.apply_gradients(grads)
+    return state.params, state.opt_state, loss

@@ -1,17 +1,22 @@
-"""Frozen configurations and the two named budgets: "paper" (the reference's / paper's scale) and "preview".
+"""Frozen configurations: a run (`RunConfig`) = data + budget + the agent's components + networks.
 
-Presets share every code path; only sizes and step counts differ. Values are validated on construction so a bad
-learning rate or an impossible batch fails before any compilation, with a message naming the field.
+Named algorithms are small files in `csil_lite.configs` (each `get(preview) -> RunConfig`); `preset(budget,
+algo=...)` looks one up. Budgets: "preview" (CPU minutes) and "reference" (the reference CSIL code's budget);
+"paper" (the seed paper's Table II) arrives with CSIL++. Budgets share every code path; only sizes and step
+counts differ. Values are validated on construction so a bad learning rate or an impossible batch fails before any
+compilation, with a message naming the field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Algo = Literal["csil", "sac_bc", "bc"]
-ALGOS = ("csil", "sac_bc", "bc")
+PRESETS = ("preview", "reference", "paper")
+PRIORS = ("bc", "uniform")
+REWARDS = ("coherent", "env")
+KL_ESTIMATORS = ("mc", "exact")
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -43,12 +48,21 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
-    """Soft actor-critic with a KL regulariser; CSIL and the baselines are settings of it."""
+    """One KL-regularised soft actor-critic, described by its components and their numbers.
 
-    algo: Algo = "csil"
+    Components (resolved once, by `agents.make_agent`): the KL's reference `prior` (the frozen BC policy, or the
+    uniform density on [-1, 1]^d, which makes the KL an entropy bonus), the `reward` source (the coherent reward
+    of a refinable copy of the BC policy, or the environment's), and the `kl` estimator (a single-sample Monte-Carlo
+    estimate, or the exact KL of the latent Gaussians, which needs the BC prior). The update schedule is `utd`
+    critic steps per actor step. The critic network is chosen in `NetworkConfig`.
+    """
+
+    prior: str = "bc"  # 'bc' | 'uniform'
+    reward: str = "coherent"  # 'coherent' | 'env'
+    kl: str = "mc"  # 'mc' | 'exact'
     gamma: float = 0.99
     tau: float = 0.005
-    beta: float = 0.01  # temperature of the KL (to the BC policy for CSIL, to the uniform prior for SAC)
+    beta: float = 0.01  # temperature of the KL (to the BC policy, or to the uniform prior: an entropy bonus)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     reward_lr: float = 1e-3  # plain SGD, as the reference
@@ -60,7 +74,7 @@ class AgentConfig:
     # log q(a|s) in action space (the reference; tanh Jacobian included) or of the pre-tanh Gaussian ("latent"),
     # whose maximum is the BC action tanh(mean) at every state. See `coherent.policy_reward`.
     reward_density: str = "action"
-    refine_reward: bool = True
+    refine_reward: bool = True  # refine the coherent reward's network (coherent reward only)
     refine_kl_weight: float = 1.0
     grad_penalty: float = 1.0  # weight of sqrt(E_demo ||dQ/da||^2)
     utd: int = 1  # critic updates per actor update
@@ -68,8 +82,9 @@ class AgentConfig:
     n_online: int = 256
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"unknown algo {self.algo!r}; choose from {ALGOS}")
+        for name, allowed in (("prior", PRIORS), ("reward", REWARDS), ("kl", KL_ESTIMATORS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"AgentConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         _positive(self, "actor_lr", "critic_lr", "reward_lr", "tau", "utd", "n_online")
         if not 0 <= self.gamma < 1:
             raise ValueError(f"AgentConfig.gamma must lie in [0, 1), got {self.gamma}")
@@ -81,8 +96,12 @@ class AgentConfig:
             raise ValueError(f"reward_density must be 'action' or 'latent', got {self.reward_density!r}")
         if isinstance(self.reward_shift, str) and self.reward_shift not in ("bound", "demos"):
             raise ValueError(f"reward_shift must be 'bound', 'demos' or a number, got {self.reward_shift!r}")
-        if self.algo == "csil" and self.n_demo == 0:
-            raise ValueError("CSIL needs demonstrations in every batch (n_demo > 0)")
+        if self.kl == "exact" and self.prior != "bc":
+            raise ValueError("AgentConfig.kl='exact' needs prior='bc': the KL of a tanh-Gaussian to the uniform "
+                             "prior has no closed form (use kl='mc')")
+        if self.refines_reward and self.n_demo == 0:
+            raise ValueError("reward refinement needs demonstrations in every batch (n_demo > 0), "
+                             "or refine_reward=False")
 
     @property
     def numeric_shift(self) -> float | None:
@@ -94,14 +113,19 @@ class AgentConfig:
         return float(self.reward_shift)
 
     @property
-    def uses_coherent_reward(self) -> bool:
-        return self.algo == "csil"
+    def refines_reward(self) -> bool:
+        return self.reward == "coherent" and self.refine_reward
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one training run needs; written to the run directory as config.json."""
+    """Everything one training run needs; written to the run directory as config.json.
 
+    `algo` names the configuration the run was built from (a file in `csil_lite.configs`): a label for logs and
+    plots. Nothing reads it to decide what to compute; the components in `agent` and `nets` do that.
+    """
+
+    algo: str = "csil"
     task: str = "pointmass-obstacles"
     seed: int = 0
     num_demos: int = 10
@@ -109,7 +133,7 @@ class RunConfig:
     bc_steps: int = 25_000
     bc_lr: float = 1e-3
     bc_batch: int = 256
-    critic_pretrain_steps: int = 5_000
+    critic_pretrain_steps: int = 5_000  # SARSA evaluation of the demonstrator before the online phase; 0: none
     critic_pretrain_lr: float = 1e-4
     env_steps: int = 250_000
     learning_starts: int = 10_000
@@ -118,10 +142,13 @@ class RunConfig:
     eval_every: int = 1_000
     eval_episodes: int = 10
     checkpoint_every: int = 0  # 0: only at the end
+    learn_online: bool = True  # False: the BC policy is only evaluated, on the same schedule (the BC baseline)
     agent: AgentConfig = field(default_factory=AgentConfig)
     nets: NetworkConfig = field(default_factory=NetworkConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.algo, str) or not self.algo:
+            raise ValueError(f"RunConfig.algo must be a non-empty name, got {self.algo!r}")
         _positive(self, "num_demos", "bc_steps", "bc_lr", "bc_batch", "critic_pretrain_lr", "env_steps",
                   "replay_capacity", "eval_every", "eval_episodes")
         if min(self.critic_pretrain_steps, self.learning_starts, self.checkpoint_every, self.actor_warmup) < 0:
@@ -130,7 +157,7 @@ class RunConfig:
             raise ValueError(
                 f"online batch ({self.agent.n_online}) is larger than the replay capacity ({self.replay_capacity})"
             )
-        if self.agent.algo != "bc" and self.learning_starts < self.agent.n_online:
+        if self.learn_online and self.learning_starts < self.agent.n_online:
             raise ValueError(
                 f"learning_starts ({self.learning_starts}) must be >= the online batch ({self.agent.n_online}): "
                 "the first batch would be larger than the buffer"
@@ -151,34 +178,27 @@ class RunConfig:
 
 
 def preset(name: str, **overrides: Any) -> RunConfig:
-    """'paper' (reference defaults) or 'preview' (CPU minutes). Overrides: RunConfig fields, plus `algo`."""
+    """The named algorithm `algo` (default 'csil', see `csil_lite.configs`) at budget `name`, with overrides.
+
+    Budgets: 'preview' (CPU minutes) or 'reference' (the reference CSIL code's budget: 250k env steps, 25k BC,
+    5k SARSA steps). Overrides: RunConfig fields; `agent` and `nets` take dicts of their fields.
+    """
+    from csil_lite.configs import ALGORITHMS, get
+
     algo = overrides.pop("algo", "csil")
-    agent_over = overrides.pop("agent", {})
-    nets_over = overrides.pop("nets", {})
     if name == "paper":
-        base = dict()
-        agent = dict()
-        nets = dict()
-    elif name == "preview":
-        # Measured on the toy task (chapter 5). BC needs 5k steps (2k left it at 16-18 % success, 5k at 36-65 %).
-        # The reward is the latent-space log-density ("latent"): the action-space one peaks at saturated actions
-        # wherever the policy is uncertain and pulled every actor we tried below BC within 1-2k updates, whatever
-        # its step size or beta. It is shifted by the best demonstration reward rather than the strict bound
-        # (~10 extra nats per step that turn imitation into a minimum-time problem). tau = 0.05: a preview's few
-        # thousand updates are too few for tau = 0.005 to propagate values over a 150-step horizon. 100
-        # evaluation episodes (cheap: toy episodes run in lockstep): +-5 points of binomial noise at p = 0.5.
-        base = dict(num_demos=25, bc_steps=5_000, critic_pretrain_steps=2_000, critic_pretrain_lr=1e-3,
-                    env_steps=10_000, learning_starts=1_000, replay_capacity=100_000, eval_every=1_000,
-                    eval_episodes=100)
-        agent = dict(n_demo=128, n_online=128, actor_lr=1e-4, tau=0.05)
-        if algo == "csil":
-            agent.update(beta=1.0, reward_shift="demos", reward_density="latent")
-        nets = dict(policy_hidden=(64, 64), features=64, critic_hidden=(128, 128))
-    else:
-        raise ValueError(f"unknown preset {name!r}; choose 'paper' or 'preview'")
-    if algo == "sac_bc":
-        agent.update(n_demo=0, refine_reward=False)
-    agent.update(agent_over)
-    nets.update(nets_over)
-    base.update(overrides)
-    return RunConfig(agent=AgentConfig(algo=algo, **agent), nets=NetworkConfig(**nets), **base)
+        raise ValueError("preset 'paper' (the seed paper's Table II: 510k env steps, 200 demos, batch 128, UTD 4, "
+                         "a batch-normalised categorical critic) arrives with CSIL++; use 'reference' for the "
+                         "reference CSIL code's budget or 'preview'")
+    if name not in ("preview", "reference"):
+        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown algo {algo!r}; choose from {tuple(ALGORITHMS)}")
+    return with_overrides(get(algo, preview=name == "preview"), **overrides)
+
+
+def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:
+    """`cfg` with RunConfig fields replaced; `agent` and `nets` take dicts of their own fields. Validated once."""
+    agent = dataclasses.replace(cfg.agent, **overrides.pop("agent", {}))
+    nets = dataclasses.replace(cfg.nets, **overrides.pop("nets", {}))
+    return dataclasses.replace(cfg, agent=agent, nets=nets, **overrides)

@@ -9,7 +9,6 @@ continues exactly as if it had never stopped.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import shutil
 import time
@@ -22,13 +21,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from csil_lite.agents.core import Agent, AgentState, init_state, make_act, make_agent, make_update
+from csil_lite.agents.core import Agent, init_state, make_act, make_agent, make_update
+from csil_lite.agents.state import AgentState
 from csil_lite.coherent import policy_reward
 from csil_lite.config import AgentConfig, RunConfig
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
 from csil_lite.evaluation import evaluate
-from csil_lite.nets.critic import LayerNormCritic
+from csil_lite.nets.critic import make_critic
 from csil_lite.nets.policy import make_policy
 from csil_lite.pretrain.bc import train_bc
 from csil_lite.pretrain.critic import pretrain_critic
@@ -60,15 +60,19 @@ def load_demos(cfg: RunConfig) -> Transitions:
     )
 
 
-def _agent_reward(agent: Agent, reward_params, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    cfg = agent.config
-    return policy_reward(agent.policy, reward_params, obs, actions, variant=cfg.reward_variant,
-                         scale=cfg.reward_scale, shift=cfg.numeric_shift, density=cfg.reward_density)
+def _learned_reward(agent: Agent):
+    if not agent.reward.learned:
+        raise ValueError(f"the agent's reward comes from the environment (reward={agent.config.reward!r}); "
+                         "only a coherent reward can be evaluated at arbitrary (obs, action)")
+    return agent.reward
 
 
-def coherent_rewards_of(agent: Agent, reward_params, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """The agent's coherent reward (its variant, scale and shift) on numpy arrays."""
-    return np.asarray(_agent_reward(agent, reward_params, jnp.asarray(obs), jnp.asarray(actions)))
+def coherent_rewards_of(agent: Agent, reward_variables, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """The agent's coherent reward (its variant, scale, shift and density) on numpy arrays.
+
+    `reward_variables`: the reward network's variables, e.g. `state.reward.variables` (or the BC policy's).
+    """
+    return np.asarray(_learned_reward(agent)(reward_variables, jnp.asarray(obs), jnp.asarray(actions)))
 
 
 def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray]:
@@ -76,7 +80,8 @@ def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.n
 
     Batches are edge-padded to a power of two, so a run compiles a handful of shapes rather than one per call.
     """
-    fn = jax.jit(functools.partial(_agent_reward, agent))
+    reward_of = _learned_reward(agent)
+    fn = jax.jit(lambda params, obs, actions: reward_of(params, obs, actions))
 
     def reward(reward_params, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         n = len(obs)
@@ -100,7 +105,7 @@ def demo_reward_shift(policy, bc_params, demos: Transitions, density: str = "act
 
 def resolve_shift(agent_cfg: AgentConfig, policy, bc_params, demos: Transitions) -> AgentConfig:
     """The agent config with `reward_shift="demos"` replaced by its number for this BC policy and these demos."""
-    if agent_cfg.uses_coherent_reward and agent_cfg.reward_shift == "demos":
+    if agent_cfg.reward == "coherent" and agent_cfg.reward_shift == "demos":
         shift = demo_reward_shift(policy, bc_params, demos, agent_cfg.reward_density)
         return dataclasses.replace(agent_cfg, reward_shift=shift)
     return agent_cfg
@@ -108,7 +113,7 @@ def resolve_shift(agent_cfg: AgentConfig, policy, bc_params, demos: Transitions)
 
 def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool = True,
             bc_from: Setup | None = None) -> Setup:
-    """BC, then (CSIL) SARSA critic pretraining: the agent state the online phase starts from.
+    """BC, then SARSA critic pretraining (if `critic_pretrain_steps`): the agent state the online phase starts from.
 
     `bc_from`: reuse the BC policy (and the demonstrations, in place of `demos`) of another setup with the same
     policy network, e.g. CSIL's for the SAC-from-BC baseline of the same seed, instead of training BC again.
@@ -117,7 +122,7 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         demos = bc_from.demos
     demos = load_demos(cfg) if demos is None else demos
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
-    critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
+    critic = make_critic(cfg.nets.critic_hidden)
     if bc_from is None:
         bc = train_bc(policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed, batch_size=cfg.bc_batch,
                       learning_rate=cfg.bc_lr, progress=progress)
@@ -126,14 +131,18 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         raise ValueError("prepare(bc_from=...): the other setup's policy network differs from this config's")
     else:
         bc_params, bc_losses = bc_from.state.prior, bc_from.bc_losses
-    agent = make_agent(resolve_shift(cfg.agent, policy, bc_params, demos), policy, critic, demos.act_dim)
-    critic_params = critic.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
+    agent = make_agent(resolve_shift(cfg.agent, policy, bc_params, demos), policy, critic.module, demos.act_dim,
+                       head=critic.head)
+    critic_params = critic.module.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
     critic_losses = np.zeros(0)
-    if cfg.agent.algo == "csil" and cfg.critic_pretrain_steps > 0:
-        r = coherent_rewards_of(agent, bc_params, demos.obs, demos.action)
-        pre = pretrain_critic(critic, critic_params, demos, r, steps=cfg.critic_pretrain_steps, gamma=cfg.agent.gamma,
-                              tau=cfg.agent.tau, learning_rate=cfg.critic_pretrain_lr, batch_size=cfg.bc_batch,
-                              grad_penalty=cfg.agent.grad_penalty, seed=cfg.seed + 2, progress=progress)
+    if cfg.critic_pretrain_steps > 0:
+        # The demonstrations' rewards under the agent's reward source (the BC policy's coherent reward, or the
+        # rewards stored with the demonstrations).
+        r = np.asarray(agent.reward.of_batch(bc_params, jax.tree.map(jnp.asarray, demos)))
+        pre = pretrain_critic(critic.module, critic_params, demos, r, steps=cfg.critic_pretrain_steps,
+                              gamma=cfg.agent.gamma, tau=cfg.agent.tau, learning_rate=cfg.critic_pretrain_lr,
+                              batch_size=cfg.bc_batch, grad_penalty=cfg.agent.grad_penalty, seed=cfg.seed + 2,
+                              progress=progress, head=critic.head)
         critic_params, critic_losses = pre.params, pre.losses
     return Setup(agent, demos, bc_losses, critic_losses, init_state(agent, bc_params, critic_params))
 
@@ -224,14 +233,16 @@ def train(
     key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
     step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
 
-    jit_reward = make_reward_fn(agent)
+    # Runs that learn online with a learned reward log its correlation with the task's reward at each evaluation.
+    log_reward = cfg.learn_online and agent.reward.learned
+    jit_reward = make_reward_fn(agent) if log_reward else None
 
     def reward_fn(o, a):
-        return jit_reward(state.reward, o, a)
+        return jit_reward(state.reward.variables, o, a)
 
     def do_eval(at_step: int, train_metrics: dict[str, float]) -> None:
-        res = evaluate(eval_envs, lambda o: np.asarray(act(state.policy, jnp.asarray(o), key, True)),
-                       episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if ac.algo == "csil" else None)
+        res = evaluate(eval_envs, lambda o: np.asarray(act(state.actor.variables, jnp.asarray(o), key, True)),
+                       episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if log_reward else None)
         row = {"step": at_step, "updates": n_updates, **res, **train_metrics,
                "wall_time": time.perf_counter() - t_start}
         with metrics_path.open("a") as f:
@@ -246,15 +257,15 @@ def train(
     pending: list[dict[str, float]] = []
     stopped_early = False
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every if cfg.checkpoint_every else None
-    bar = tqdm(total=cfg.env_steps, initial=step, desc=f"{ac.algo} {cfg.task}", disable=not progress)
+    bar = tqdm(total=cfg.env_steps, initial=step, desc=f"{cfg.algo} {cfg.task}", disable=not progress)
     while step < cfg.env_steps:
-        if ac.algo == "bc":  # nothing is learned online: only evaluate on the same schedule
+        if not cfg.learn_online:  # only evaluate the BC policy, on the same schedule
             step = min(cfg.env_steps, (step // cfg.eval_every + 1) * cfg.eval_every)
             do_eval(step, {})
             bar.update(cfg.eval_every)
             continue
         key, k_act, k_upd = jax.random.split(key, 3)
-        a = np.asarray(act(state.policy, jnp.asarray(obs), k_act, False))
+        a = np.asarray(act(state.actor.variables, jnp.asarray(obs), k_act, False))
         nxt, r, terminated, truncated, _ = env.step(a)
         replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated)
         step += 1
@@ -285,7 +296,7 @@ def train(
             obs, _ = env.reset(seed=env_seed(episode))
     bar.close()
     rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines()]
-    summary = {"algo": ac.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
+    summary = {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
                "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
                "initial_success_rate": rows[0]["success_rate"], "wall_time": time.perf_counter() - t_start}
     if not stopped_early:

@@ -22,7 +22,8 @@ def curves_by_algo(run_dirs: Sequence[str | Path], metric: str = "success_rate")
     grouped: dict[str, list[list[dict]]] = defaultdict(list)
     for d in run_dirs:
         cfg = json.loads((Path(d) / "config.json").read_text())
-        grouped[cfg["agent"]["algo"]].append(read_metrics(d))
+        # The run's configuration name; run directories written before configs/ existed kept it in "agent".
+        grouped[cfg["algo"] if "algo" in cfg else cfg["agent"]["algo"]].append(read_metrics(d))
     out = {}
     for algo, runs in grouped.items():
         n = min(len(r) for r in runs)

@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from csil_lite.config import ALGOS, preset
+from csil_lite.config import PRESETS, preset
+from csil_lite.configs import ALGORITHMS
 from csil_lite.envs.registry import TASKS
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="csil-lite train", description=__doc__.split("\n")[0])
-    p.add_argument("--algo", choices=ALGOS, default="csil")
+    p.add_argument("--algo", choices=tuple(ALGORITHMS), default="csil",
+                   help="a named configuration of csil_lite.configs")
     p.add_argument("--task", default="pointmass-obstacles", help=f"one of {', '.join(TASKS)}")
-    p.add_argument("--preset", choices=("preview", "paper"), default="preview")
+    p.add_argument("--preset", choices=PRESETS, default="preview",
+                   help="budget: preview (CPU minutes) or reference (the reference CSIL code's); paper: with CSIL++")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run directory (config.json, metrics.jsonl, checkpoint/)")
     p.add_argument("--demos", default=None, help="robomimic HDF5 with demonstrations (robosuite tasks)")

@@ -72,6 +72,7 @@ def test_demo_shift_puts_the_best_demo_reward_at_zero():
 
     import numpy as np
 
+    from csil_lite.agents import make_agent
     from csil_lite.loop import coherent_rewards_of, make_reward_fn, prepare
 
     cfg = preset("preview", **{**TINY, "critic_pretrain_steps": 0, "nets": dict(TINY["nets"]),
@@ -79,15 +80,16 @@ def test_demo_shift_puts_the_best_demo_reward_at_zero():
     setup = prepare(cfg, progress=False)
     shift = setup.agent.config.reward_shift
     assert isinstance(shift, float)
-    r = coherent_rewards_of(setup.agent, setup.state.reward, setup.demos.obs, setup.demos.action)
+    rv = setup.state.reward.variables
+    r = coherent_rewards_of(setup.agent, rv, setup.demos.obs, setup.demos.action)
     assert r.max() == 0.0 and r.min() < 0.0
     bound = dataclasses.replace(setup.agent.config, reward_shift="bound")
-    r_bound = coherent_rewards_of(setup.agent._replace(config=bound), setup.state.reward, setup.demos.obs,
-                                  setup.demos.action)
+    agent_bound = make_agent(bound, setup.agent.policy, setup.agent.critic, setup.agent.action_dim)
+    r_bound = coherent_rewards_of(agent_bound, rv, setup.demos.obs, setup.demos.action)
     assert np.all(r_bound < r)  # the strict bound shifts further
     jit_reward = make_reward_fn(setup.agent)
     for n in (1, 5, 17):  # padded to 1, 8, 32 rows inside
-        np.testing.assert_allclose(jit_reward(setup.state.reward, setup.demos.obs[:n], setup.demos.action[:n]),
+        np.testing.assert_allclose(jit_reward(rv, setup.demos.obs[:n], setup.demos.action[:n]),
                                    r[:n], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="reward_shift"):
         preset("preview", agent=dict(reward_shift="median"))
@@ -105,7 +107,7 @@ def test_prepare_can_reuse_another_setups_bc():
     csil = prepare(_cfg(), progress=False)
     sac_cfg = _cfg(algo="sac_bc")
     fresh, reused = prepare(sac_cfg, progress=False), prepare(sac_cfg, progress=False, bc_from=csil)
-    for a, b, c in zip(*(jax.tree.leaves(s.state.policy) for s in (csil, fresh, reused))):
+    for a, b, c in zip(*(jax.tree.leaves(s.state.actor.params) for s in (csil, fresh, reused))):
         np.testing.assert_array_equal(a, c)
         np.testing.assert_allclose(b, c, rtol=1e-6, atol=1e-6)
     assert reused.demos is csil.demos

@@ -16,8 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from csil_lite.agents.core import action_grad_penalty
+from csil_lite.agents.losses import action_grad_penalty
+from csil_lite.agents.state import TrainState
 from csil_lite.data.transitions import Transitions
+from csil_lite.nets.critic import ScalarHead
 from csil_lite.pretrain.bc import scan_in_chunks
 
 
@@ -36,9 +38,22 @@ def sarsa_rows(demos: Transitions) -> np.ndarray:
     return idx
 
 
-def sarsa_targets(critic: nn.Module, target_params, rewards: jax.Array, batch: Transitions, gamma: float) -> jax.Array:
-    next_q = critic.apply(target_params, batch.next_obs, batch.next_action)
+def sarsa_targets(critic: nn.Module, target_params, rewards: jax.Array, batch: Transitions, gamma: float,
+                  head=ScalarHead()) -> jax.Array:
+    """y = r + gamma (1 - d) Qbar(s', a'_demo) of eq-ch5-sarsa (no policy sample, no KL: policy evaluation)."""
+    next_q = head.value(critic.apply(target_params, batch.next_obs, batch.next_action))
     return rewards + gamma * (1.0 - batch.terminal) * next_q
+
+
+def sarsa_loss(critic: nn.Module, variables, batch: Transitions, target: jax.Array, grad_penalty: float,
+               head=ScalarHead()) -> tuple[jax.Array, jax.Array]:
+    """eq-ch5-sarsa: the head's Bellman loss towards the fixed SARSA target plus the action-gradient penalty.
+
+    Returns (loss, the Bellman part alone).
+    """
+    bellman = head.loss(critic.apply(variables, batch.obs, batch.action), jax.lax.stop_gradient(target))
+    penalty = action_grad_penalty(lambda o, a: head.value(critic.apply(variables, o, a)), batch.obs, batch.action)
+    return bellman + grad_penalty * penalty, bellman
 
 
 def pretrain_critic(
@@ -56,6 +71,7 @@ def pretrain_critic(
     seed: int = 0,
     chunk: int = 500,
     progress: bool = True,
+    head=ScalarHead(),
 ) -> CriticPretrainResult:
     """SARSA on the demonstrations with fixed per-transition rewards (the BC policy's coherent reward)."""
     if demo_rewards.shape != (demos.size,):
@@ -63,24 +79,17 @@ def pretrain_critic(
     rows = jnp.asarray(sarsa_rows(demos))
     data = jax.tree.map(jnp.asarray, demos)
     rewards_all = jnp.asarray(demo_rewards, jnp.float32)
-    optim = optax.adam(learning_rate)
 
-    def step(carry, key):
-        params, target, opt_state = carry
+    def step(state: TrainState, key):
         idx = rows[jax.random.randint(key, (batch_size,), 0, rows.shape[0])]
         batch = jax.tree.map(lambda x: x[idx], data)
-        y = jax.lax.stop_gradient(sarsa_targets(critic, target, rewards_all[idx], batch, gamma))
+        y = sarsa_targets(critic, state.target_variables, rewards_all[idx], batch, gamma, head)
+        (_, bellman), grads = jax.value_and_grad(
+            lambda p: sarsa_loss(critic, {"params": p, "batch_stats": state.batch_stats}, batch, y, grad_penalty,
+                                 head), has_aux=True)(state.params)
+        return state.apply_gradients(grads).update_target(tau), bellman
 
-        def loss_fn(p):
-            bellman = jnp.mean(jnp.square(critic.apply(p, batch.obs, batch.action) - y))
-            return bellman + grad_penalty * action_grad_penalty(critic, p, batch.obs, batch.action), bellman
-
-        (_, bellman), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = optim.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, optax.incremental_update(params, target, tau), opt_state), bellman
-
-    carry, losses = scan_in_chunks(step, (critic_params, critic_params, optim.init(critic_params)),
-                                   jax.random.PRNGKey(seed), steps, chunk=chunk, desc="critic SARSA",
+    state = TrainState.create(critic_params, optax.adam(learning_rate), target=True)
+    state, losses = scan_in_chunks(step, state, jax.random.PRNGKey(seed), steps, chunk=chunk, desc="critic SARSA",
                                    progress=progress)
-    return CriticPretrainResult(carry[0], carry[1], losses)
+    return CriticPretrainResult(state.variables, state.target_variables, losses)

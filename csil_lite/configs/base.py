@@ -1,0 +1,30 @@
+"""What every named algorithm shares: the data, budget and networks of the two budgets.
+
+reference (`preview=False`): the reference CSIL code's budget and sizes, which are `RunConfig`'s defaults: 250k
+env steps with learning from 10k, 25k BC steps, 5k SARSA steps at 1e-4, batches of 256 demo + 256 online rows,
+HetStat 256-256 trunk with D=256 features and a 256-256 LayerNorm critic. (The seed paper's own Table II is a
+different budget; it arrives with CSIL++ as 'paper'.)
+
+preview (`preview=True`): CPU minutes on the toy task, measured there (chapter 5):
+- 25 demonstrations and 5k BC steps: with 2k steps BC stayed at 16-18 % success, with 5k it reached 36-65 %.
+- 2k SARSA steps at 1e-3, 10k env steps with learning from 1k, a 100k replay.
+- tau = 0.05: a preview's few thousand updates are too few for tau = 0.005 to propagate values over a
+  150-step horizon. actor lr 1e-4: chosen with CSIL's preview values when chapter 5's preset was re-measured.
+- 100 evaluation episodes (cheap: toy episodes run in lockstep): +-5 points of binomial noise at p = 0.5.
+- Networks: HetStat 64-64 trunk with D=64 features (the head costs d_a * D^2), a 128-128 critic.
+"""
+
+from __future__ import annotations
+
+from csil_lite.config import AgentConfig, NetworkConfig, RunConfig
+
+
+def get(preview: bool) -> RunConfig:
+    if not preview:
+        return RunConfig()
+    return RunConfig(
+        num_demos=25, bc_steps=5_000, critic_pretrain_steps=2_000, critic_pretrain_lr=1e-3, env_steps=10_000,
+        learning_starts=1_000, replay_capacity=100_000, eval_every=1_000, eval_episodes=100,
+        agent=AgentConfig(n_demo=128, n_online=128, actor_lr=1e-4, tau=0.05),
+        nets=NetworkConfig(policy_hidden=(64, 64), features=64, critic_hidden=(128, 128)),
+    )
