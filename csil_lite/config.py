@@ -17,6 +17,7 @@ PRESETS = ("preview", "reference", "paper")
 PRIORS = ("bc", "uniform")
 REWARDS = ("coherent", "env")
 KL_ESTIMATORS = ("mc", "exact")
+CRITIC_NORMS = ("layer", "none", "batch", "batch_weight")
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -34,9 +35,25 @@ class NetworkConfig:
     features: int = 256  # D: the HetStat head costs d_a * D^2
     activation: str = "triangle"
     critic_hidden: tuple[int, ...] = (256, 256)
+    # The critic component. 'layer': the reference's LayerNorm MLP (LayerNorm + tanh after the first layer, ELU);
+    # 'none' | 'batch' | 'batch_weight': ReLU MLPs without normalisation, or XQC's batch norm (+ weight norm, a
+    # unit fan-in projection after every optimiser step); batch norm runs one joint pass over [s; s'].
+    critic_norm: str = "layer"
+    critic_head: str = "scalar"  # 'scalar' | 'categorical' (atoms by quantiles of the demonstrations' returns)
+    critic_atoms: int = 101  # categorical support size, on [critic_v_min, critic_v_max]
+    critic_v_min: float = -8.0
+    critic_v_max: float = 0.0
+    critic_ensemble: int = 1  # 2: twin critics (nn.vmap), the target from the lower one
 
     def __post_init__(self) -> None:
-        _positive(self, "bottleneck", "features")
+        _positive(self, "bottleneck", "features", "critic_ensemble")
+        if self.critic_norm not in CRITIC_NORMS:
+            raise ValueError(f"NetworkConfig.critic_norm must be one of {CRITIC_NORMS}, got {self.critic_norm!r}")
+        if self.critic_head not in ("scalar", "categorical"):
+            raise ValueError(f"NetworkConfig.critic_head must be 'scalar' or 'categorical', got {self.critic_head!r}")
+        if self.critic_atoms < 2 or not self.critic_v_min < self.critic_v_max:
+            raise ValueError(f"NetworkConfig: need critic_atoms >= 2 and critic_v_min < critic_v_max, got "
+                             f"{self.critic_atoms}, [{self.critic_v_min}, {self.critic_v_max}]")
         if any(h <= 0 for h in (*self.policy_hidden, *self.critic_hidden)):
             raise ValueError(f"hidden sizes must be positive: {self.policy_hidden}, {self.critic_hidden}")
 

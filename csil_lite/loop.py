@@ -29,6 +29,7 @@ from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
 from csil_lite.evaluation import evaluate
 from csil_lite.nets.critic import make_critic
+from csil_lite.nets.heads import discounted_returns, quantile_support
 from csil_lite.nets.policy import make_policy
 from csil_lite.pretrain.bc import train_bc
 from csil_lite.pretrain.critic import pretrain_critic
@@ -122,7 +123,6 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         demos = bc_from.demos
     demos = load_demos(cfg) if demos is None else demos
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
-    critic = make_critic(cfg.nets.critic_hidden)
     if bc_from is None:
         bc = train_bc(policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed, batch_size=cfg.bc_batch,
                       learning_rate=cfg.bc_lr, progress=progress)
@@ -131,18 +131,27 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         raise ValueError("prepare(bc_from=...): the other setup's policy network differs from this config's")
     else:
         bc_params, bc_losses = bc_from.state.prior, bc_from.bc_losses
-    agent = make_agent(resolve_shift(cfg.agent, policy, bc_params, demos), policy, critic.module, demos.act_dim,
-                       head=critic.head)
-    critic_params = critic.module.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
-    critic_losses = np.zeros(0)
-    if cfg.critic_pretrain_steps > 0:
+    agent_cfg, nets = resolve_shift(cfg.agent, policy, bc_params, demos), cfg.nets
+    critic = make_critic(nets.critic_hidden, nets.critic_norm, "scalar", nets.critic_ensemble)
+    agent = make_agent(agent_cfg, policy, critic, demos.act_dim)
+    r = None
+    if cfg.critic_pretrain_steps > 0 or nets.critic_head == "categorical":
         # The demonstrations' rewards under the agent's reward source (the BC policy's coherent reward, or the
         # rewards stored with the demonstrations).
         r = np.asarray(agent.reward.of_batch(bc_params, jax.tree.map(jnp.asarray, demos)))
+    if nets.critic_head == "categorical":
+        # Atoms by quantiles of the demonstrations' discounted returns under that reward (heads.quantile_support).
+        atoms = quantile_support(discounted_returns(r, demos.last, agent_cfg.gamma), nets.critic_atoms,
+                                 nets.critic_v_min, nets.critic_v_max)
+        critic = make_critic(nets.critic_hidden, nets.critic_norm, "categorical", nets.critic_ensemble, atoms)
+        agent = make_agent(agent_cfg, policy, critic, demos.act_dim)
+    critic_params = critic.module.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
+    critic_losses = np.zeros(0)
+    if cfg.critic_pretrain_steps > 0:
         pre = pretrain_critic(critic.module, critic_params, demos, r, steps=cfg.critic_pretrain_steps,
                               gamma=cfg.agent.gamma, tau=cfg.agent.tau, learning_rate=cfg.critic_pretrain_lr,
                               batch_size=cfg.bc_batch, grad_penalty=cfg.agent.grad_penalty, seed=cfg.seed + 2,
-                              progress=progress, head=critic.head)
+                              progress=progress, head=critic.head, project=agent.critic_project)
         critic_params, critic_losses = pre.params, pre.losses
     return Setup(agent, demos, bc_losses, critic_losses, init_state(agent, bc_params, critic_params))
 

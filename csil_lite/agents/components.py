@@ -136,3 +136,35 @@ class EnvironmentReward(NamedTuple):
 
 
 RewardSource = Union[CoherentReward, EnvironmentReward]
+
+# -- critic passes -------------------------------------------------------------------------------------------------
+
+
+class SeparatePasses(NamedTuple):
+    """Target critic on (s', a'), online critic on (s, a): for critics without batch statistics."""
+
+    module: nn.Module
+
+    def __call__(self, params, critic: TrainState, obs, actions, next_obs, next_actions):
+        next_out = self.module.apply(critic.target_variables, next_obs, next_actions)
+        out = self.module.apply({"params": params, "batch_stats": critic.batch_stats}, obs, actions)
+        return out, next_out, critic.batch_stats
+
+
+class JointPass(NamedTuple):
+    """Batch-normalised critics (CrossQ/XQC): the target params and the online params each run one train-mode pass
+    over the joint batch [s; s'], [a; a']; the target's s' half bootstraps, the online s half is regressed, and only
+    the online pass's batch statistics are kept."""
+
+    module: nn.Module
+
+    def __call__(self, params, critic: TrainState, obs, actions, next_obs, next_actions):
+        from csil_lite.nets.critic import joint_forward
+
+        _, next_out, _ = joint_forward(self.module, critic.target_variables, obs, actions, next_obs, next_actions)
+        out, _, stats = joint_forward(self.module, {"params": params, "batch_stats": critic.batch_stats}, obs,
+                                      actions, next_obs, next_actions)
+        return out, next_out, stats
+
+
+CriticPass = Union[SeparatePasses, JointPass]

@@ -24,20 +24,24 @@ import optax
 from csil_lite.agents.components import (
     BCPrior,
     CoherentReward,
+    CriticPass,
     EnvironmentReward,
     ExactKL,
+    JointPass,
     KLEstimator,
     MonteCarloKL,
     Prior,
     RewardSource,
+    SeparatePasses,
     UniformPrior,
 )
-from csil_lite.agents.losses import action_grad_penalty, actor_loss, critic_loss, soft_bellman_target
+from csil_lite.agents.losses import action_grad_penalty, actor_loss, critic_loss
 from csil_lite.agents.state import AgentState, TrainState
 from csil_lite.config import AgentConfig
 from csil_lite.data.transitions import Transitions
 from csil_lite.distributions import tanh_normal
-from csil_lite.nets.critic import ScalarHead
+from csil_lite.nets.critic import Critic, unit_fan_in
+from csil_lite.nets.heads import CategoricalHead, ScalarHead
 
 
 class Agent(NamedTuple):
@@ -46,7 +50,10 @@ class Agent(NamedTuple):
     config: AgentConfig
     policy: nn.Module
     critic: nn.Module
-    head: ScalarHead
+    head: ScalarHead | CategoricalHead
+    critic_pass: CriticPass
+    critic_project: Callable  # applied to the critic params at init and after every step (weight norm, or none)
+    critic_size: int
     prior: Prior
     kl: KLEstimator
     reward: RewardSource
@@ -56,9 +63,19 @@ class Agent(NamedTuple):
     action_dim: int
 
 
-def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module, action_dim: int,
-               head: ScalarHead | None = None) -> Agent:
-    """Resolve the config's components once; `config.reward_shift` must already be a number or 'bound'."""
+def _identity(params):
+    return params
+
+
+def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Critic, action_dim: int,
+               head: ScalarHead | CategoricalHead | None = None) -> Agent:
+    """Resolve the config's components once; `config.reward_shift` must already be a number or 'bound'.
+
+    `critic`: a `nets.critic.Critic` component (module, head, batch/weight norm, ensemble size), or a bare module
+    read by `head` (default: scalar).
+    """
+    if not isinstance(critic, Critic):
+        critic = Critic(critic, ScalarHead() if head is None else head)
     prior = BCPrior(policy) if config.prior == "bc" else UniformPrior(action_dim)
     kl = ExactKL(prior) if config.kl == "exact" else MonteCarloKL(prior)
     if config.reward == "coherent":
@@ -70,8 +87,11 @@ def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module, action
     return Agent(
         config=config,
         policy=policy,
-        critic=critic,
-        head=ScalarHead() if head is None else head,
+        critic=critic.module,
+        head=critic.head,
+        critic_pass=JointPass(critic.module) if critic.batch_norm else SeparatePasses(critic.module),
+        critic_project=unit_fan_in if critic.weight_norm else _identity,
+        critic_size=critic.size,
         prior=prior,
         kl=kl,
         reward=reward,
@@ -86,9 +106,10 @@ def init_state(agent: Agent, bc_params: dict, critic_params: dict) -> AgentState
     """Actor, reward network and prior start from the BC variables; the critic (and its target) from
     `critic_params` (pretrained or not). Without a learned reward the reward network is empty."""
     reward_vars = bc_params if agent.reward.learned else {"params": {}}
+    critic_vars = {**critic_params, "params": agent.critic_project(critic_params["params"])}  # before the target copy
     return AgentState(
         actor=TrainState.create(bc_params, agent.policy_optim),
-        critic=TrainState.create(critic_params, agent.critic_optim, target=True),
+        critic=TrainState.create(critic_vars, agent.critic_optim, target=True),
         reward=TrainState.create(reward_vars, agent.reward_optim),
         prior=jax.tree.map(jnp.array, bc_params),
         step=jnp.zeros((), jnp.int32),
@@ -103,29 +124,42 @@ def sample_with_kl(agent: Agent, policy_params, prior_params, obs: jax.Array, ke
 
 
 def q_value(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    return agent.head.value(agent.critic.apply(variables, obs, actions))
+    """Q(s, a) in eval mode (running batch statistics); the lower critic of an ensemble."""
+    q = agent.head.value(agent.critic.apply(variables, obs, actions))
+    return jnp.min(q, axis=0) if agent.critic_size > 1 else q
+
+
+def gradient_penalty(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
+    """The action-gradient penalty of every critic of the ensemble, summed."""
+    value = lambda o, a: agent.head.value(agent.critic.apply(variables, o, a))  # noqa: E731
+    if agent.critic_size == 1:
+        return action_grad_penalty(value, obs, actions)
+    return sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], obs, actions) for e in range(agent.critic_size))
 
 
 def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Transitions, key: jax.Array):
-    """Bellman loss of eq-ch5-online plus the gradient penalty on the batch's demonstration rows."""
+    """Bellman loss of eq-ch5-online plus the gradient penalty on the batch's demonstration rows.
+
+    Returns (loss, (metrics, the online pass's batch statistics)).
+    """
     cfg = agent.config
     r = jax.lax.stop_gradient(agent.reward.of_batch(state.reward.variables, batch))
     next_a, next_kl = sample_with_kl(agent, state.actor.variables, state.prior, batch.next_obs, key)
-    next_q = q_value(agent, state.critic.target_variables, batch.next_obs, next_a)
-    target = soft_bellman_target(r, batch.terminal, next_q, next_kl, gamma=cfg.gamma, beta=cfg.beta,
-                                 ceiling=agent.reward.value_ceiling(cfg.gamma))
-    variables = {"params": critic_params, "batch_stats": state.critic.batch_stats}
-    out = agent.critic.apply(variables, batch.obs, batch.action)
+    out, next_out, batch_stats = agent.critic_pass(critic_params, state.critic, batch.obs, batch.action,
+                                                   batch.next_obs, next_a)
+    target = agent.head.bellman_target(r, batch.terminal, next_out, next_kl, gamma=cfg.gamma, beta=cfg.beta,
+                                       ceiling=agent.reward.value_ceiling(cfg.gamma))
     bellman = critic_loss(agent.head, out, target)
     loss = bellman
     penalty = jnp.zeros(())
     if cfg.grad_penalty > 0 and cfg.n_demo > 0:
         demo = slice(0, cfg.n_demo)
-        penalty = action_grad_penalty(lambda o, a: q_value(agent, variables, o, a),
-                                      batch.obs[demo], batch.action[demo])
+        variables = {"params": critic_params, "batch_stats": state.critic.batch_stats}
+        penalty = gradient_penalty(agent, variables, batch.obs[demo], batch.action[demo])
         loss = loss + cfg.grad_penalty * penalty
-    return loss, {"critic_loss": bellman, "grad_penalty": penalty, "q": jnp.mean(agent.head.value(out)),
-                  "reward": jnp.mean(r), "target": jnp.mean(target)}
+    metrics = {"critic_loss": bellman, "grad_penalty": penalty, "q": jnp.mean(agent.head.value(out)),
+               "reward": jnp.mean(r), "target": jnp.mean(agent.head.target_value(target))}
+    return loss, (metrics, batch_stats)
 
 
 def actor_objective(agent: Agent, policy_params, state: AgentState, batch: Transitions, key: jax.Array):
@@ -138,9 +172,10 @@ def actor_objective(agent: Agent, policy_params, state: AgentState, batch: Trans
 
 def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array):
     """One critic step, a Polyak update of its target, and one reward-refinement step (if the reward refines)."""
-    (_, metrics), grads = jax.value_and_grad(
+    (_, (metrics, batch_stats)), grads = jax.value_and_grad(
         lambda p: critic_objective(agent, p, state, batch, key), has_aux=True)(state.critic.params)
-    critic = state.critic.apply_gradients(grads).update_target(agent.config.tau)
+    critic = state.critic.apply_gradients(grads, batch_stats=batch_stats)
+    critic = critic.replace(params=agent.critic_project(critic.params)).update_target(agent.config.tau)
     reward, r_metrics = agent.reward.refine(state.reward, batch)
     return state._replace(critic=critic, reward=reward), {**metrics, **r_metrics}
 

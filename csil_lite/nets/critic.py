@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from csil_lite.nets.heads import CategoricalHead, ScalarHead
 from csil_lite.nets.layers import MLP
 
 
@@ -25,7 +26,8 @@ class LayerNormCritic(nn.Module):
     outputs: int = 1
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+    def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
+        """`train` is accepted for a common call signature with `NormalisedCritic`; LayerNorm has no mode."""
         if obs.shape[:-1] != action.shape[:-1]:
             raise ValueError(f"critic: obs batch shape {obs.shape[:-1]} != action batch shape {action.shape[:-1]}")
         x = jnp.concatenate([obs, action], axis=-1)
@@ -33,23 +35,131 @@ class LayerNormCritic(nn.Module):
         return out[..., 0] if self.outputs == 1 else out
 
 
-class ScalarHead(NamedTuple):
-    """The critic's output is Q itself; the loss is the squared Bellman error."""
 
-    def value(self, out: jax.Array) -> jax.Array:
-        return out
 
-    def loss(self, out: jax.Array, target: jax.Array) -> jax.Array:
-        return jnp.mean(jnp.square(out - target))
+NORMALISATIONS = ("none", "layer", "batch", "batch_weight")
+
+
+class NormalisedCritic(nn.Module):
+    """A ReLU MLP critic with a chosen normalisation (CSIL++ ablations), for `outputs` logits or one value.
+
+    'batch' / 'batch_weight' follow XQC: BN on the raw [s, a] input, then [Dense (no bias) -> BN -> ReLU] per hidden
+    layer (flax momentum 0.99, epsilon 1e-3), then the output Dense. `train=True` normalises with the batch's own
+    statistics (call `apply` with `mutable=["batch_stats"]`); `train=False` with the running ones. 'batch_weight'
+    is the same network whose Dense kernels are projected to unit fan-in norm after every optimiser step
+    (`unit_fan_in`): the module is identical, the projection is the training rule's. 'layer': [Dense -> LayerNorm
+    -> ReLU]; 'none': [Dense -> ReLU].
+    """
+
+    hidden: Sequence[int] = (256, 256)
+    norm: str = "batch_weight"
+    outputs: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
+        if self.norm not in NORMALISATIONS:
+            raise ValueError(f"NormalisedCritic.norm must be one of {NORMALISATIONS}, got {self.norm!r}")
+        if obs.shape[:-1] != action.shape[:-1]:
+            raise ValueError(f"critic: obs batch shape {obs.shape[:-1]} != action batch shape {action.shape[:-1]}")
+        batch_norm = self.norm in ("batch", "batch_weight")
+        bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3)  # noqa: E731
+        x = jnp.concatenate([obs, action], axis=-1)
+        if batch_norm:
+            x = bn()(x)
+        for size in self.hidden:
+            x = nn.Dense(size, use_bias=not batch_norm)(x)
+            if batch_norm:
+                x = bn()(x)
+            elif self.norm == "layer":
+                x = nn.LayerNorm()(x)
+            x = nn.relu(x)
+        out = nn.Dense(self.outputs)(x)
+        return out[..., 0] if self.outputs == 1 else out
+
+
+def critic_ensemble(module: type[nn.Module], size: int, **kwargs) -> nn.Module:
+    """`size` independent copies of `module` in one module (nn.vmap): params and batch statistics stacked on axis 0,
+    the inputs shared, the outputs stacked on a leading ensemble axis.
+
+    Pass `train` positionally (`apply(v, obs, action, True, ...)`): flax's vmap drops keyword arguments.
+    """
+    if size < 1:
+        raise ValueError(f"critic ensemble size must be >= 1, got {size}")
+    ensemble = nn.vmap(module, in_axes=None, out_axes=0, axis_size=size,
+                       variable_axes={"params": 0, "batch_stats": 0}, split_rngs={"params": True})
+    return ensemble(**kwargs)
+
+
+def unit_fan_in(params):
+    """Weight normalisation as a projection: every Dense kernel [..., in, out] rescaled so that each output unit's
+    fan-in vector (axis -2) has unit L2 norm. Biases and normalisation parameters are left alone; a leading
+    ensemble axis is fine (the norm is still over axis -2)."""
+
+    def project(path, leaf):
+        name = getattr(path[-1], "key", None)
+        if name == "kernel" and leaf.ndim >= 2:
+            return leaf / jnp.linalg.norm(leaf, axis=-2, keepdims=True)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(project, params)
+
+
+def joint_forward(module: nn.Module, variables: dict, obs, action, next_obs, next_action, *, train: bool = True):
+    """One pass over the joint batch [s; s'], [a; a'] (CrossQ/XQC), split back into (out(s, a), out(s', a')).
+
+    In train mode BN normalises both halves with the statistics of the mixture (separate passes would give each
+    half its own, on inconsistent scales); returns (out, out_next, new batch_stats).
+    """
+    n = obs.shape[0]
+    out, updates = module.apply(variables, jnp.concatenate([obs, next_obs]), jnp.concatenate([action, next_action]),
+                                train, mutable=["batch_stats"])
+    split = (lambda x: (x[..., :n, :], x[..., n:, :])) if out.ndim >= 2 and module_outputs(module) > 1 \
+        else (lambda x: (x[..., :n], x[..., n:]))
+    first, second = split(out)
+    return first, second, updates.get("batch_stats", {})
+
+
+def module_outputs(module: nn.Module) -> int:
+    return int(getattr(module, "outputs", 1))
 
 
 class Critic(NamedTuple):
-    """A critic component: the module and the head that reads its output."""
+    """A critic component: the module, the head that reads its output, and how it is trained.
+
+    `batch_norm`: the module keeps batch statistics, so the Bellman loss runs one joint train-mode pass over
+    [s; s'] (`joint_forward`); `weight_norm`: the kernels are projected to unit fan-in norm (`unit_fan_in`) at
+    initialisation and after every optimiser step; `size`: the ensemble size (outputs get a leading axis if > 1).
+    """
 
     module: nn.Module
-    head: ScalarHead
+    head: ScalarHead | CategoricalHead
+    batch_norm: bool = False
+    weight_norm: bool = False
+    size: int = 1
 
 
-def make_critic(hidden: Sequence[int]) -> Critic:
-    """The critic of a configuration (today: the LayerNorm MLP with a scalar head)."""
-    return Critic(LayerNormCritic(hidden=tuple(hidden)), ScalarHead())
+def make_critic(hidden: Sequence[int], norm: str = "layer", head: str = "scalar", ensemble: int = 1,
+                atoms: Sequence[float] | None = None) -> Critic:
+    """The critic component of a configuration: normalisation x head x ensemble size.
+
+    'layer' is the reference's `LayerNormCritic`; the others are `NormalisedCritic`s. A categorical head needs its
+    `atoms` (e.g. `heads.quantile_support` of the demonstrations' returns).
+    """
+    if head == "scalar":
+        head_ = ScalarHead()
+    elif head == "categorical":
+        if atoms is None or len(atoms) < 2:
+            raise ValueError("make_critic: a categorical head needs its support `atoms` (at least 2)")
+        head_ = CategoricalHead(tuple(float(a) for a in atoms))
+    else:
+        raise ValueError(f"unknown critic head {head!r}; choose 'scalar' or 'categorical'")
+    outputs = 1 if head == "scalar" else len(head_.atoms)
+    if norm == "layer":
+        cls, kwargs = LayerNormCritic, dict(hidden=tuple(hidden), outputs=outputs)
+    elif norm in NORMALISATIONS:
+        cls, kwargs = NormalisedCritic, dict(hidden=tuple(hidden), norm=norm, outputs=outputs)
+    else:
+        raise ValueError(f"unknown critic normalisation {norm!r}; choose from {NORMALISATIONS}")
+    module = cls(**kwargs) if ensemble == 1 else critic_ensemble(cls, ensemble, **kwargs)
+    return Critic(module, head_, batch_norm=norm in ("batch", "batch_weight"), weight_norm=norm == "batch_weight",
+                  size=ensemble)

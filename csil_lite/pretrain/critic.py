@@ -41,8 +41,8 @@ def sarsa_rows(demos: Transitions) -> np.ndarray:
 def sarsa_targets(critic: nn.Module, target_params, rewards: jax.Array, batch: Transitions, gamma: float,
                   head=ScalarHead()) -> jax.Array:
     """y = r + gamma (1 - d) Qbar(s', a'_demo) of eq-ch5-sarsa (no policy sample, no KL: policy evaluation)."""
-    next_q = head.value(critic.apply(target_params, batch.next_obs, batch.next_action))
-    return rewards + gamma * (1.0 - batch.terminal) * next_q
+    return head.sarsa_target(rewards, batch.terminal, critic.apply(target_params, batch.next_obs, batch.next_action),
+                             gamma)
 
 
 def sarsa_loss(critic: nn.Module, variables, batch: Transitions, target: jax.Array, grad_penalty: float,
@@ -52,7 +52,13 @@ def sarsa_loss(critic: nn.Module, variables, batch: Transitions, target: jax.Arr
     Returns (loss, the Bellman part alone).
     """
     bellman = head.loss(critic.apply(variables, batch.obs, batch.action), jax.lax.stop_gradient(target))
-    penalty = action_grad_penalty(lambda o, a: head.value(critic.apply(variables, o, a)), batch.obs, batch.action)
+    value = lambda o, a: head.value(critic.apply(variables, o, a))  # noqa: E731
+    shape = jax.eval_shape(value, batch.obs[0], batch.action[0]).shape
+    if shape == ():
+        penalty = action_grad_penalty(value, batch.obs, batch.action)
+    else:  # an ensemble: every critic's penalty, summed
+        n = shape[0]
+        penalty = sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], batch.obs, batch.action) for e in range(n))
     return bellman + grad_penalty * penalty, bellman
 
 
@@ -72,8 +78,16 @@ def pretrain_critic(
     chunk: int = 500,
     progress: bool = True,
     head=ScalarHead(),
+    project=None,
 ) -> CriticPretrainResult:
-    """SARSA on the demonstrations with fixed per-transition rewards (the BC policy's coherent reward)."""
+    """SARSA on the demonstrations with fixed per-transition rewards (the BC policy's coherent reward).
+
+    `project`: applied to the params at initialisation and after every step (weight normalisation), if given.
+    Critics with batch statistics are not supported yet (they need the joint pass of the online update).
+    """
+    if jax.tree.leaves(critic_params.get("batch_stats", {})):
+        raise ValueError("critic pretraining: SARSA for a batch-normalised critic (critic_norm='batch' or "
+                         "'batch_weight') is not implemented yet; set critic_pretrain_steps=0")
     if demo_rewards.shape != (demos.size,):
         raise ValueError(f"demo_rewards shape {demo_rewards.shape} != ({demos.size},)")
     rows = jnp.asarray(sarsa_rows(demos))
@@ -87,8 +101,13 @@ def pretrain_critic(
         (_, bellman), grads = jax.value_and_grad(
             lambda p: sarsa_loss(critic, {"params": p, "batch_stats": state.batch_stats}, batch, y, grad_penalty,
                                  head), has_aux=True)(state.params)
-        return state.apply_gradients(grads).update_target(tau), bellman
+        state = state.apply_gradients(grads)
+        if project is not None:
+            state = state.replace(params=project(state.params))
+        return state.update_target(tau), bellman
 
+    if project is not None:
+        critic_params = {**critic_params, "params": project(critic_params["params"])}
     state = TrainState.create(critic_params, optax.adam(learning_rate), target=True)
     state, losses = scan_in_chunks(step, state, jax.random.PRNGKey(seed), steps, chunk=chunk, desc="critic SARSA",
                                    progress=progress)

@@ -1,0 +1,168 @@
+"""CSIL++ critic pieces: categorical head on a non-uniform support, BN joint pass, WN projection, twin critics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from csil_lite.nets.critic import NormalisedCritic, critic_ensemble, joint_forward, unit_fan_in
+from csil_lite.nets.heads import CategoricalHead, ScalarHead, discounted_returns, project, quantile_support
+
+OBS, ACT, B = 3, 2, 16
+
+
+def _support(seed=0, k=21):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(np.sort(np.concatenate([[-8.0, 0.0], rng.uniform(-8, 0, k - 2)])), jnp.float32)
+
+
+def test_projection_keeps_mass_and_mean_on_a_non_uniform_support():
+    z = _support()
+    key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+    probs = jax.nn.softmax(jax.random.normal(key1, (5, 30)), axis=-1)
+    values = jax.random.uniform(key2, (5, 30), minval=-8.0, maxval=0.0)  # in range
+    out = project(values, probs, z)
+    np.testing.assert_allclose(np.asarray(out.sum(-1)), 1.0, atol=1e-5)
+    assert float(out.min()) >= 0.0
+    np.testing.assert_allclose(np.asarray(out @ z), np.asarray(jnp.sum(probs * values, -1)), atol=1e-4)
+    # A value exactly at an atom lands on that atom alone; clipped mass ends on the end atoms.
+    at = project(z[None, 7:8], jnp.ones((1, 1)), z)
+    assert float(at[0, 7]) == pytest.approx(1.0, abs=1e-6)
+    ends = project(jnp.array([[-20.0, 5.0]]), jnp.array([[0.25, 0.75]]), z)
+    np.testing.assert_allclose(np.asarray(ends[0, [0, -1]]), [0.25, 0.75], atol=1e-6)
+
+
+def test_quantile_support_strictly_increasing_even_for_degenerate_sparse_returns():
+    # Sparse -1 per step with success termination: returns take a handful of values, most quantiles repeat.
+    ep_rewards = [np.full(n, -1.0) for n in (3, 3, 3, 40, 200)]
+    last = np.concatenate([np.eye(1, len(r), len(r) - 1)[0] for r in ep_rewards])
+    returns = discounted_returns(np.concatenate(ep_rewards), last, 0.99)
+    np.testing.assert_allclose(returns[:3], [-(1 + 0.99 + 0.99**2), -1.99, -1.0])
+    for sample in (returns, np.full(50, -1.0), np.zeros(10)):
+        z = np.asarray(quantile_support(sample, n_atoms=101))
+        assert z.shape == (101,) and z[0] == -8.0 and z[-1] == 0.0
+        assert np.all(np.diff(z) >= 0.1 * 8.0 / 100 - 1e-9)  # the documented minimum gap
+        head = CategoricalHead(tuple(z))
+        t = head.bellman_target(jnp.array([-1.0]), jnp.array([0.0]), jnp.zeros((1, 101)), jnp.zeros(1),
+                                gamma=0.99, beta=0.0, ceiling=0.0)
+        assert np.all(np.isfinite(np.asarray(t))) and float(t.sum()) == pytest.approx(1.0, abs=1e-5)
+    # Many uniform samples: the quantiles approach the uniform grid.
+    z = np.asarray(quantile_support(np.random.default_rng(0).uniform(-8, 0, 200_000)))
+    np.testing.assert_allclose(z, np.linspace(-8, 0, 101), atol=0.05)
+
+
+def test_categorical_target_shifts_atoms_and_keeps_the_expected_bellman_backup():
+    z = _support(1, 51)
+    head = CategoricalHead(tuple(float(x) for x in z))
+    logits = jax.random.normal(jax.random.PRNGKey(3), (4, 51))
+    r, d, kl = jnp.array([-0.1, -0.2, -0.05, -0.3]), jnp.array([0.0, 0.0, 1.0, 0.0]), jnp.array([0.1, 0.0, 0.2, 0.3])
+    t = head.bellman_target(r, d, logits, kl, gamma=0.9, beta=0.5, ceiling=0.0)
+    v = head.value(logits)
+    expected = r + 0.9 * (1 - d) * (v - 0.5 * kl)
+    # Every shifted atom stays inside [-8, 0] here, so the projection keeps the expected backup exactly.
+    assert float(head.clipped_fraction(r, d, kl, gamma=0.9, beta=0.5)) == 0.0
+    np.testing.assert_allclose(np.asarray(t @ z), np.asarray(expected), atol=1e-4)
+    # With gamma = 1 and a large KL the bottom atoms leave the support and are clipped onto it.
+    assert float(head.clipped_fraction(r, d, kl * 40, gamma=1.0, beta=0.5)) > 0.0
+    assert np.all(np.asarray(t @ z) <= 0.0 + 1e-6)
+    loss, grad = jax.value_and_grad(lambda o: head.loss(o, t))(logits)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray((jax.nn.softmax(logits) - t) / 4), atol=1e-6)
+
+
+def test_twin_critic_target_takes_the_lower_critic():
+    ens = critic_ensemble(NormalisedCritic, 2, hidden=(8,), norm="layer")
+    obs, act = jnp.ones((B, OBS)), jnp.zeros((B, ACT))
+    v = ens.init(jax.random.PRNGKey(0), obs, act)
+    out = ens.apply(v, obs, act)
+    assert out.shape == (2, B) and not np.allclose(out[0], out[1])  # independent initialisations
+    zeros = jnp.zeros(B)
+    t = ScalarHead().bellman_target(zeros, zeros, out, zeros, gamma=1.0 - 1e-6, beta=0.0, ceiling=np.inf)
+    np.testing.assert_allclose(np.asarray(t), np.asarray(jnp.min(out, axis=0)) * (1 - 1e-6), rtol=1e-5)
+    # Categorical: each sample takes the distribution of the critic with the lower expected value.
+    z = _support(2, 11)
+    head = CategoricalHead(tuple(float(x) for x in z))
+    logits = jax.random.normal(jax.random.PRNGKey(4), (2, 5, 11)) * 3
+    t = head.bellman_target(jnp.zeros(5), jnp.zeros(5), logits, jnp.zeros(5), gamma=1.0, beta=0.0, ceiling=0.0)
+    lower = np.argmin(np.asarray(head.value(logits)), axis=0)
+    np.testing.assert_allclose(np.asarray(t), np.asarray(jax.nn.softmax(logits, -1))[lower, np.arange(5)], atol=1e-5)
+
+
+def _bn_critic():
+    critic = NormalisedCritic(hidden=(16, 16), norm="batch_weight", outputs=1)
+    rng = np.random.default_rng(0)
+    obs, act = jnp.asarray(rng.normal(size=(B, OBS)), jnp.float32), jnp.asarray(rng.uniform(-1, 1, (B, ACT)), jnp.float32)
+    nobs = obs + 3.0  # next states from another distribution, as s' is for the online critic
+    nact = -act
+    return critic, critic.init(jax.random.PRNGKey(0), obs, act), obs, act, nobs, nact
+
+
+def test_joint_pass_batch_statistics_differ_from_separate_passes():
+    critic, v, obs, act, nobs, nact = _bn_critic()
+    q, q_next, joint_stats = joint_forward(critic, v, obs, act, nobs, nact)
+    q_sep, up = critic.apply(v, obs, act, train=True, mutable=["batch_stats"])
+    assert q.shape == q_next.shape == (B,)
+    assert not np.allclose(np.asarray(q), np.asarray(q_sep), atol=1e-4)  # normalised by the mixture's statistics
+    mean_joint = np.asarray(joint_stats["BatchNorm_0"]["mean"])
+    mean_sep = np.asarray(up["batch_stats"]["BatchNorm_0"]["mean"])
+    assert not np.allclose(mean_joint, mean_sep)
+    # The joint pass is exactly one train-mode apply on the concatenated batch.
+    both, up2 = critic.apply(v, jnp.concatenate([obs, nobs]), jnp.concatenate([act, nact]), train=True,
+                             mutable=["batch_stats"])
+    np.testing.assert_allclose(np.asarray(jnp.concatenate([q, q_next])), np.asarray(both), rtol=1e-6)
+
+
+def test_eval_mode_leaves_batch_statistics_unchanged():
+    critic, v, obs, act, _, _ = _bn_critic()
+    _, up = critic.apply(v, obs, act, train=False, mutable=["batch_stats"])
+    for a, b in zip(jax.tree.leaves(up["batch_stats"]), jax.tree.leaves(v["batch_stats"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _, up = critic.apply(v, obs, act, train=True, mutable=["batch_stats"])
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(up["batch_stats"]), jax.tree.leaves(v["batch_stats"])))
+
+
+def test_unit_fan_in_norms_after_an_optimiser_step():
+    critic, v, obs, act, nobs, nact = _bn_critic()
+    ens = critic_ensemble(NormalisedCritic, 2, hidden=(16, 16), norm="batch_weight", outputs=5)
+    for module in (critic, ens):
+        variables = module.init(jax.random.PRNGKey(1), obs, act)
+        params = unit_fan_in(variables["params"])
+        tx = optax.adam(1e-2)
+        opt = tx.init(params)
+
+        def loss(p):
+            out, _ = module.apply({"params": p, "batch_stats": variables["batch_stats"]}, obs, act, True,
+                                  mutable=["batch_stats"])
+            return jnp.mean(jnp.square(out - 1.0))
+
+        updates, opt = tx.update(jax.grad(loss)(params), opt, params)
+        stepped = optax.apply_updates(params, updates)
+        projected = unit_fan_in(stepped)
+        kernels = [(p, leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(projected)
+                   if getattr(p[-1], "key", "") == "kernel"]
+        assert len(kernels) == 3
+        for _, k in kernels:
+            np.testing.assert_allclose(np.asarray(jnp.linalg.norm(k, axis=-2)), 1.0, rtol=1e-5)
+        # Biases and BN parameters untouched by the projection.
+        for p, leaf in jax.tree_util.tree_leaves_with_path(stepped):
+            if getattr(p[-1], "key", "") != "kernel":
+                got = projected
+                for part in p:
+                    got = got[part.key]
+                np.testing.assert_array_equal(np.asarray(got), np.asarray(leaf))
+
+
+def test_ensemble_batch_norm_modes_are_honoured():
+    """Under nn.vmap `train` must be positional: train mode updates each member's statistics, eval mode none."""
+    ens = critic_ensemble(NormalisedCritic, 2, hidden=(8,), norm="batch")
+    _, v, obs, act, nobs, nact = _bn_critic()
+    v = ens.init(jax.random.PRNGKey(0), obs, act)
+    q, q_next, stats = joint_forward(ens, v, obs, act, nobs, nact)
+    assert q.shape == q_next.shape == (2, B)
+    changed = [not np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(v["batch_stats"]))]
+    assert all(changed)
+    _, up = ens.apply(v, obs, act, False, mutable=["batch_stats"])
+    for a, b in zip(jax.tree.leaves(up["batch_stats"]), jax.tree.leaves(v["batch_stats"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
