@@ -78,6 +78,9 @@ def bench_updates(setup: Setup, cfg: RunConfig, n: int, repeats: int) -> float:
 def bench_loop(setup: Setup, cfg: RunConfig, steps: int) -> float:
     """Env steps/s of `train` with updates from the first batch on; warm-up (compiles) is subtracted out."""
     warm = max(cfg.agent.n_online, 200)
+    # The last evaluation must fall on the last step: round the timed steps up to a multiple of `warm` (with 256
+    # online rows, warm = 256 and the default 600 steps left the run without a final row: a division by zero).
+    steps = -(-steps // warm) * warm
     loop_cfg = RunConfig.from_dict({**cfg.to_dict(), "env_steps": warm + steps, "learning_starts": cfg.agent.n_online,
                                     "eval_every": warm, "eval_episodes": 1})
     with tempfile.TemporaryDirectory() as d:
