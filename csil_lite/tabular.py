@@ -2,14 +2,15 @@
 
 Everything here is exact: transition tensors are explicit, policy evaluation is a linear solve and the
 discounted occupancy is computed in closed form. That makes the claim CSIL rests on checkable to machine
-precision, together with its conditions: a behaviour-cloned policy q is a fixed point of soft policy iteration
-under its own coherent reward `alpha * (log q - log prior)` when the KL is taken to the prior, the SPI
-temperature `beta` equals the reward scale `alpha`, and either no state terminates or the reward is not shifted.
-The online CSIL objective (KL to q itself) has a different, sharper optimum (`online_improvement`), and with a
-success-absorbing goal a constant reward shift moves the optimum as well (`minimum_time_bias`).
+precision, together with its conditions: a behaviour-cloned policy q is a fixed point of soft policy
+iteration under its own coherent reward `alpha * (log q - log prior)` when the KL is taken to the prior,
+the SPI temperature `beta` equals the reward scale `alpha`, and either no state terminates or the reward
+is not shifted. The online CSIL objective (KL to q itself) has a different, sharper optimum
+(`online_improvement`), and with a success-absorbing goal a constant reward shift moves the optimum as well
+(`minimum_time_bias`).
 
-Notation (the book's): q = pi_bc is the BC policy, pi the policy being learned, p = prior the reference density,
-alpha the coherent reward's scale, beta the temperature of the KL regulariser.
+Notation (the book's): q = pi_bc is the BC policy, pi the policy being learned, p = prior the reference
+density, alpha the coherent reward's scale, beta the temperature of the KL regulariser.
 
 The gridworld follows the CSIL reference notebook (10x10, four moves clamped at the walls, gamma 0.95, a goal
 worth +1/(1-gamma) that returns the agent to the start, a trap worth -1/(1-gamma)) and adds a wind probability
@@ -48,8 +49,8 @@ __all__ = [
     "value_iteration", "greedy_policy", "occupancy", "state_action_occupancy", "expected_return",
     "soft_expert", "collect_demos", "bc_policy", "coherent_reward", "classifier_reward", "maxent_irl",
     "csil_policy", "classifier_irl_policy", "gridworld_benchmark", "plot_grid", "absorbing_states",
-    "shifted_coherent_reward", "coherent_reward_bound", "demo_reward_max", "online_value", "online_improvement",
-    "total_variation", "expected_visits", "ShiftBias", "minimum_time_bias",
+    "shifted_coherent_reward", "coherent_reward_bound", "demo_reward_max", "online_value",
+    "online_improvement", "total_variation", "expected_visits", "ShiftBias", "minimum_time_bias",
 ]
 
 
@@ -174,9 +175,9 @@ def gridworld(
     `success="restart"` (the reference): every action at the goal pays +1/(1-gamma) and returns to the start
     distribution, so the task repeats and no state terminates. `success="absorb"`: reaching the goal ends the
     episode. The goal then loops on itself under every action with zero reward (an absorbing state, see
-    `absorbing_states`), and the +1/(1-gamma) is paid on the step that enters it. Either way the goal is exempt
-    from the wind. `wind=0.5` reproduces the reference's windy dynamics exactly (an intended move succeeds with
-    probability 1/2, or 1 if it already goes right).
+    `absorbing_states`), and the +1/(1-gamma) is paid on the step that enters it. Either way the goal is
+    exempt from the wind. `wind=0.5` reproduces the reference's windy dynamics exactly (an intended move
+    succeeds with probability 1/2, or 1 if it already goes right).
     """
     if not 0.0 <= wind <= 1.0:
         raise ValueError(f"wind: expected a probability in [0, 1], got {wind}")
@@ -295,7 +296,9 @@ def policy_entropy(pi: ArrayLike) -> np.ndarray:
 
 
 @_x64
-def soft_bellman_operator(mdp: TabularMDP, Q: ArrayLike, beta: float, prior: ArrayLike | None = None) -> np.ndarray:
+def soft_bellman_operator(
+    mdp: TabularMDP, Q: ArrayLike, beta: float, prior: ArrayLike | None = None
+) -> np.ndarray:
     """(T Q)(s,a) = r(s,a) + gamma sum_s' P(s'|s,a) V_Q(s'), with V_Q the soft value of Q."""
     _check_mdp(mdp)
     prior = _prior_or_uniform(mdp, prior)
@@ -309,7 +312,7 @@ def soft_bellman_operator(mdp: TabularMDP, Q: ArrayLike, beta: float, prior: Arr
 def policy_evaluation(
     mdp: TabularMDP, pi: ArrayLike, beta: float = 0.0, prior: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact KL-regularised evaluation of a fixed policy: returns (Q^pi, V^pi). beta = 0 gives plain evaluation."""
+    """Exact KL-regularised evaluation of a fixed policy: returns (Q^pi, V^pi); beta = 0: plain evaluation."""
     _check_mdp(mdp)
     pi = validate_policy("pi", pi, mdp.n_states, mdp.n_actions)
     prior = _prior_or_uniform(mdp, prior)
@@ -400,7 +403,8 @@ def soft_policy_iteration_trace(
     prior = _prior_or_uniform(mdp, prior)
     pi0 = prior if pi_init is None else validate_policy("pi_init", pi_init, mdp.n_states, mdp.n_actions)
     pi, Q, V, changes = _spi(
-        jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, jnp.asarray(prior), beta, jnp.asarray(pi0), int(iters)
+        jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, jnp.asarray(prior), beta, jnp.asarray(pi0),
+        int(iters),
     )
     return SoftSolution(pi, Q, V), changes
 
@@ -484,8 +488,9 @@ def collect_demos(
     """Roll out `pi` (its argmax if `greedy`) and return state-action visit counts [S, A].
 
     As in the reference, the step taken in an absorbing state is recorded and then the episode ends
-    (`record_absorbing=False` leaves it out: on a success-absorbing grid nothing is demonstrated after success).
-    Episodes that do not reach an absorbing state within `max_episode_steps` raise rather than being truncated.
+    (`record_absorbing=False` leaves it out: on a success-absorbing grid nothing is demonstrated after
+    success). Episodes that do not reach an absorbing state within `max_episode_steps` raise rather than
+    being truncated silently.
     """
     _check_mdp(mdp)
     pi = validate_policy("pi", pi, mdp.n_states, mdp.n_actions)
@@ -595,7 +600,9 @@ def maxent_irl(
     log_prior = _log(jnp.asarray(_prior_or_uniform(mdp, prior)))
     P, mu0 = jnp.asarray(mdp.P), jnp.asarray(mdp.mu0)
     target = jnp.asarray(counts / counts.sum())
-    reward, errors = _meirl(P, mu0, mdp.gamma, log_prior, beta, target, float(lr), int(iters), int(inner_iters))
+    reward, errors = _meirl(
+        P, mu0, mdp.gamma, log_prior, beta, target, float(lr), int(iters), int(inner_iters)
+    )
     Q, _ = _svi(P, reward, mdp.gamma, log_prior, beta, jnp.zeros_like(reward), int(inner_iters))
     sol = SoftSolution(_boltzmann(Q, beta, log_prior), Q, _soft_v(Q, beta, log_prior))
     return sol, reward, errors
@@ -613,9 +620,10 @@ def csil_policy(
     """Tabular CSIL: soft policy iteration on the coherent reward, started at pi_BC. Returns (solution, reward).
 
     The reward has scale `alpha` and the SPI step regularises towards the prior at temperature `beta`. With
-    `beta == alpha` pi_BC is already the fixed point (chapter 2, proposition after {eq}`eq-coherent-reward`); the
-    reference uses alpha = 1 and a much colder SPI temperature (beta = 1e-3), so the policy sharpens towards the
-    demonstrated actions and, where the BC policy is uniform, learns to steer back to the demonstrated states.
+    `beta == alpha` pi_BC is already the fixed point (chapter 2, proposition after {eq}`eq-coherent-reward`);
+    the reference uses alpha = 1 and a much colder SPI temperature (beta = 1e-3), so the policy sharpens
+    towards the demonstrated actions and, where the BC policy is uniform, learns to steer back to the
+    demonstrated states.
     """
     prior = _prior_or_uniform(mdp, prior)
     reward = coherent_reward(pi_bc, prior, alpha)
@@ -633,7 +641,7 @@ def classifier_irl_policy(
 
 # ------------------------------------------------------------------- the online objective and reward shifts
 def absorbing_states(mdp: TabularMDP) -> np.ndarray:
-    """Boolean mask of the states every action keeps in place (an ended episode, e.g. a success-absorbing goal)."""
+    """Mask of the states every action keeps in place (an ended episode, e.g. a success-absorbing goal)."""
     _check_mdp(mdp)
     P = np.asarray(mdp.P)
     return np.all(P[np.arange(mdp.n_states), :, np.arange(mdp.n_states)] == 1.0, axis=1)
@@ -658,8 +666,8 @@ def shifted_coherent_reward(
 ) -> np.ndarray:
     """Chapter 2, {eq}`eq-shifted-reward`: alpha (log q - log p) - shift, and 0 in absorbing states.
 
-    Once an episode has ended (an absorbing state) nothing is paid, neither the log-ratio nor the shift; this is
-    what makes a constant shift matter when episodes end on success.
+    Once an episode has ended (an absorbing state) nothing is paid, neither the log-ratio nor the shift;
+    this is what makes a constant shift matter when episodes end on success.
     """
     r = coherent_reward(pi_bc, prior, alpha) - float(shift)
     if absorbing is not None:
@@ -670,16 +678,19 @@ def shifted_coherent_reward(
 
 
 def coherent_reward_bound(prior: ArrayLike, alpha: float = 1.0) -> float:
-    """Chapter 2, {eq}`eq-reward-bound`: alpha max_{s,a} (-log p(a|s)), an upper bound on the coherent reward of
-    *any* policy (q <= 1), reached only where q puts all its mass on one action. 'bound' shift of chapter 5."""
+    """Chapter 2, {eq}`eq-reward-bound`: alpha max_{s,a} (-log p(a|s)), an upper bound on the coherent
+    reward of *any* policy (q <= 1), reached only where q puts all its mass on one action; chapter 5's
+    'bound' shift."""
     prior = np.asarray(prior, dtype=np.float64)
     if prior.ndim != 2 or np.any(prior <= 0):
         raise ValueError(f"prior: expected a strictly positive (S, A) table, got shape {prior.shape}")
     return float(alpha * np.max(-np.log(prior)))
 
 
-def demo_reward_max(pi_bc: ArrayLike, counts: ArrayLike, prior: ArrayLike | None = None, alpha: float = 1.0) -> float:
-    """The largest coherent reward of the BC policy on the demonstrated pairs (counts > 0): the 'demos' shift."""
+def demo_reward_max(
+    pi_bc: ArrayLike, counts: ArrayLike, prior: ArrayLike | None = None, alpha: float = 1.0
+) -> float:
+    """The largest coherent reward of the BC policy on the demonstrated pairs (counts > 0): 'demos' shift."""
     r = coherent_reward(pi_bc, prior, alpha)
     counts = np.asarray(counts)
     _check_shape("counts", counts, r.shape)
@@ -698,8 +709,9 @@ def online_value(
     prior: ArrayLike | None = None,
     shift: float = 0.0,
 ) -> np.ndarray:
-    """Chapter 2, {eq}`eq-online-value`: the exact value of q under the shifted coherent reward with a KL to the
-    reference at temperature beta, V^q = (I - gamma P_q)^{-1} [m (alpha KL(q||p) - shift) - beta KL(q||ref)],
+    """Chapter 2, {eq}`eq-online-value`: the exact value of q under the shifted coherent reward with a KL to
+    the reference at temperature beta,
+    V^q = (I - gamma P_q)^{-1} [m (alpha KL(q||p) - shift) - beta KL(q||ref)],
     m = 1 outside absorbing states. Written out in numpy, independently of the soft policy iteration code."""
     _check_mdp(mdp)
     q = np.asarray(pi_bc, dtype=np.float64)
@@ -725,12 +737,14 @@ def online_improvement(
     prior: ArrayLike | None = None,
     shift: float = 0.0,
 ) -> np.ndarray:
-    """Chapter 2, {eq}`eq-online-step`: one soft policy improvement step from q on the shifted coherent reward,
-    regularised towards `reference` ('bc' = q, CSIL's online objective; 'prior' = p) at temperature beta:
+    """Chapter 2, {eq}`eq-online-step`: one soft policy improvement step from q on the shifted coherent
+    reward, regularised towards `reference` ('bc' = q, CSIL's online objective; 'prior' = p) at temperature
+    beta:
 
-        pi(a|s) propto ref(a|s) (q(a|s) / p(a|s))^{m alpha / beta} exp((gamma E_{s'}[V^q(s')] - m shift) / beta)
+        pi(a|s) propto ref(a|s) (q(a|s)/p(a|s))^{m alpha/beta} exp((gamma E_{s'}[V^q(s')] - m shift)/beta)
 
-    with V^q from `online_value`. For ref = q this is q^{1 + alpha/beta} p^{-alpha/beta} exp(...): a sharpened q.
+    with V^q from `online_value`. For ref = q this is q^{1 + alpha/beta} p^{-alpha/beta} exp(...): a
+    sharpened q.
     It leaves q in place when ref = p, beta = alpha and gamma P V^q - m shift is constant across actions (no
     absorbing state, or shift = 0).
     """
@@ -800,8 +814,8 @@ def minimum_time_bias(
     """Chapter 2, {eq}`eq-shift-absorbing`: solve the KL-regularised problem on the shifted coherent reward
     exactly (soft value iteration, temperature beta, default alpha; KL to `reference`) and measure how far its
     optimum is from q: the largest total-variation distance on the demonstrated states and the expected visits
-    before success. With reference 'prior', beta = alpha and shift = 0 the optimum is q itself, so any distance
-    is the shift's doing; on an MDP without absorbing states the shift changes nothing.
+    before success. With reference 'prior', beta = alpha and shift = 0 the optimum is q itself, so any
+    distance is the shift's doing; on an MDP without absorbing states the shift changes nothing.
     """
     q = validate_policy("pi_bc", pi_bc, mdp.n_states, mdp.n_actions)
     p = _prior_or_uniform(mdp, prior)

@@ -264,7 +264,7 @@ def _one_spi_step(mdp, q, *, alpha, beta, reference, shift=0.0):
 @pytest.mark.parametrize("reference", ["prior", "bc"])
 @pytest.mark.parametrize("beta", [0.1, 0.5, 1.0, 3.0])
 @pytest.mark.parametrize("shift", [0.0, 0.7])
-def test_online_closed_form_matches_one_soft_policy_iteration_step(few_demos, success_grid, reference, beta, shift):
+def test_online_closed_form_matches_one_spi_step(few_demos, success_grid, reference, beta, shift):
     for mdp, _, q in (few_demos, success_grid):
         closed = T.online_improvement(mdp, q, alpha=1.0, beta=beta, reference=reference, shift=shift)
         spi = _one_spi_step(mdp, q, alpha=1.0, beta=beta, reference=reference, shift=shift)
@@ -280,7 +280,8 @@ def test_closed_form_matches_spi_with_a_non_uniform_prior():
     mdp = random_mdp(13)
     prior, q = random_policy(14, 6, 3), random_policy(15, 6, 3)
     for reference, ref in (("bc", q), ("prior", prior)):
-        closed = T.online_improvement(mdp, q, alpha=0.7, beta=0.2, reference=reference, prior=prior, shift=0.3)
+        closed = T.online_improvement(mdp, q, alpha=0.7, beta=0.2, reference=reference, prior=prior,
+                                      shift=0.3)
         r = T.shifted_coherent_reward(q, prior, 0.7, 0.3)
         spi = T.soft_policy_iteration(mdp._replace(r=r), 0.2, ref, iters=1, pi_init=q)
         np.testing.assert_allclose(closed, spi.pi, atol=1e-10)
@@ -307,7 +308,7 @@ def test_only_prior_reference_at_beta_equal_alpha_leaves_bc_in_place(few_demos):
 
 
 def test_kl_to_bc_sharpens_q_on_demonstrated_states(few_demos):
-    """At a demonstrated state whose successors have (nearly) equal value, ref = q gives q^{1 + alpha/beta}."""
+    """On demonstrated states the KL to q raises the demonstrated action's probability (q^{1+alpha/beta})."""
     grid, counts, q = few_demos
     pi = T.online_improvement(grid, q, alpha=1.0, beta=1.0, reference="bc")
     seen = np.flatnonzero(counts.sum(1) > 0)
@@ -369,3 +370,21 @@ def test_shifted_reward_is_zero_after_success(success_grid):
         T.shifted_coherent_reward(q, None, 1.0, 2.0, np.zeros(5, bool))
     with pytest.raises(ValueError, match="reference: expected 'bc', 'prior'"):
         T.online_improvement(grid, q, alpha=1.0, beta=1.0, reference="uniform")
+
+
+def test_online_optimum_reaches_bc_only_as_beta_grows():
+    """The numbers quoted in chapter 2, exercise 4 (100 demonstrations, alpha = 1, KL to q)."""
+    nominal, windy = T.gridworld(), T.gridworld(0.5)
+    counts = T.collect_demos(nominal, T.soft_expert(nominal, beta=0.1).pi, n_episodes=100, seed=0)
+    q = T.bc_policy(counts)
+    shaped = nominal._replace(r=T.coherent_reward(q, None, 1.0))
+    seen = counts.sum(1) > 0
+    tv_off, windy_ret = [], []
+    for beta in (0.1, 1.0, 10.0, 100.0):
+        opt = T.soft_value_iteration(shaped, beta, q).pi
+        tv = T.total_variation(opt, q)
+        assert tv[seen].max() < 1e-5
+        tv_off.append(tv[~seen].max())
+        windy_ret.append(T.expected_return(windy, opt))
+    np.testing.assert_allclose(tv_off, [0.75, 0.65, 0.20, 0.02], atol=0.01)
+    np.testing.assert_allclose(windy_ret, [0.044, 0.028, 0.004, 0.002], atol=1e-3)
