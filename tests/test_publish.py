@@ -85,3 +85,62 @@ def test_book_buttons_point_at_one_repository_named_in_the_readme():
     assert f"https://{owner}.github.io/{repo}/" in readme  # where the rendered book lives
     binder = (ROOT / "binder" / "requirements.txt").read_text()
     assert "-e .[book" in binder  # Binder installs the library and jupytext (to open the .md chapters)
+
+
+def test_colab_button_opens_the_published_notebook():
+    from csil_lite.sphinx_launch import _retarget, colab_url
+
+    md = "https://colab.research.google.com/github/csil-lite/csil_lite/blob/main/book/07_manipulation.md"
+    assert colab_url(md, "colab") == (
+        "https://colab.research.google.com/github/csil-lite/csil_lite/blob/colab/book/07_manipulation.ipynb")
+    binder = "https://mybinder.org/v2/gh/csil-lite/csil_lite/main?urlpath=lab/tree/book/07_manipulation.md"
+    assert colab_url(binder, "colab") == binder
+    buttons = [{"type": "group", "buttons": [{"text": "Binder", "url": binder}, {"text": "Colab", "url": md}]}]
+    _retarget(buttons, "colab")
+    assert buttons[0]["buttons"][0]["url"] == binder
+    assert buttons[0]["buttons"][1]["url"].endswith("/blob/colab/book/07_manipulation.ipynb")
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert "csil_lite.sphinx_launch" in cfg["sphinx"]["extra_extensions"]
+    assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+
+
+def test_colab_notebooks_put_a_setup_cell_in_front_and_keep_outputs(tmp_path):
+    import subprocess
+    import sys
+
+    import nbformat
+
+    src = tmp_path / "executed"
+    src.mkdir()
+    cells = [nbformat.v4.new_code_cell("PREVIEW = True", metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")])]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), src / "07_manipulation.ipynb")
+    (src / "intro.ipynb").write_text("{}")  # not a chapter: skipped
+    out = tmp_path / "colab" / "book"
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "colab_notebooks.py"), str(src), str(out),
+                          "--repo", "https://github.com/o/r", "--ref", "abc123"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert [p.name for p in out.iterdir()] == ["07_manipulation.ipynb"]
+    nb = nbformat.read(out / "07_manipulation.ipynb", as_version=4)
+    nbformat.validate(nb)
+    setup, params, printed = nb.cells
+    assert setup.metadata["tags"] == ["colab-setup"] and '"google.colab" in sys.modules' in setup.source
+    assert "https://github.com/o/r" in setup.source and "abc123" in setup.source
+    compile(setup.source, "setup", "exec")  # plain Python: runs in any kernel, does nothing outside Colab
+    assert params.metadata["tags"] == ["parameters"] and printed.outputs[0]["text"] == "1\n"
+
+
+def _load_colab_script():
+    import runpy
+
+    return runpy.run_path(str(ROOT / "scripts" / "colab_notebooks.py"), run_name="colab_notebooks")
+
+
+def test_colab_setup_cell_is_added_once():
+    import nbformat
+
+    colab_notebook = _load_colab_script()["colab_notebook"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    twice = colab_notebook(colab_notebook(nb, "https://github.com/o/r", "a"), "https://github.com/o/r", "b")
+    assert len(twice.cells) == 2 and "b" in twice.cells[0].source and twice.cells[1].source == "x = 1"
+    assert len(nb.cells) == 1  # the input is not modified
