@@ -67,10 +67,10 @@ def timed(label: str) -> Iterator[None]:
 def live_frontend() -> bool:
     """True when a Jupyter front end is attached to this kernel, so that widgets are seen and answered.
 
-    `CSIL_WIDGETS=1` or `0` decides. Otherwise yes for a kernel that a Jupyter server started (JupyterLab, Notebook,
-    Binder: the server puts `JPY_SESSION_NAME` in the kernel's environment) or a Colab kernel, and no for anything
-    else: the headless executors (nbmake, jupyter-book, nbconvert) start kernels without either, and a plain Python
-    process has no front end at all.
+    `CSIL_WIDGETS=1` or `0` decides. Otherwise yes for a kernel that a Jupyter server started (JupyterLab,
+    Notebook, Binder: the server puts `JPY_SESSION_NAME` in the kernel's environment) or a Colab kernel, and
+    no for anything else: the headless executors (nbmake, jupyter-book, nbconvert) start kernels without
+    either, and a plain Python process has no front end at all.
     """
     forced = os.environ.get("CSIL_WIDGETS", "").strip()
     if forced in ("0", "1"):
@@ -113,9 +113,9 @@ def widget_slider(
 ) -> LiveSlider:
     """An ipywidgets `IntSlider` over stored configurations: moving it calls `draw(i)` and shows its figure.
 
-    `draw(i)` only plots stored results and returns the figure. Each configuration is drawn when first asked for
-    and kept, so going back is instant. Nothing waits on the front end: the callback runs when the kernel receives
-    the slider's new value. Not displayed; `config_slider` does that.
+    `draw(i)` only plots stored results and returns the figure. Each configuration is drawn when first asked
+    for and kept, so going back is instant. Nothing waits on the front end: the callback runs when the kernel
+    receives the slider's new value. Not displayed; `config_slider` does that.
     """
     import ipywidgets as widgets
 
@@ -139,13 +139,18 @@ def widget_slider(
 
 
 def config_slider(
-    draw: Callable[[int], Any], labels: Sequence[str], description: str = "config", *, live: bool | None = None
+    draw: Callable[[int], Any],
+    labels: Sequence[str],
+    description: str = "config",
+    *,
+    live: bool | None = None,
 ) -> Any:
     """A slider over stored configurations, displayed: ipywidgets where a front end is attached, else static.
 
-    With a front end (`live_frontend()`, or `live=True`) it is `widget_slider`'s control. Otherwise (the book's
-    HTML, headless execution) every configuration is pre-rendered and the slider swaps the images in the browser
-    (`plotting_uncertainty.config_slider`), so no widget is created and nothing waits for widget messages.
+    With a front end (`live_frontend()`, or `live=True`) it is `widget_slider`'s control. Otherwise (the
+    book's HTML, headless execution) every configuration is pre-rendered and the slider swaps the images in
+    the browser (`plotting_uncertainty.config_slider`), so no widget is created and nothing waits for widget
+    messages.
     Returns the `LiveSlider` or the static HTML.
     """
     if live is None:

@@ -1,11 +1,12 @@
 """Sphinx extension: number figures, tables and equations per chapter ("Fig. 7.2", "(7.3)").
 
-Sphinx numbers them across the whole book unless the table of contents is `numbered`, and a numbered toc counts
-chapters by their position (our first chapter is chapter 0, and a chapter may be missing from the toc while it is
-written), repeats the number in every heading (ours carry it already) and in the side bar. Instead, each chapter
-takes its number from its file name (`book/07_manipulation.md` is chapter 7) and its figures, tables, code
-listings and labelled equations are counted from 1 within it, in the order Sphinx found them. References (`{numref}`,
-`{eq}`) read the same table, so they follow. Pages without a number in their name (the intro) keep Sphinx's numbers.
+Sphinx numbers them across the whole book unless the table of contents is `numbered`, and a numbered toc
+counts chapters by their position (our first chapter is chapter 0, and a chapter may be missing from the toc
+while it is written), repeats the number in every heading (ours carry it already) and in the side bar.
+Instead, each chapter takes its number from its file name (`book/07_manipulation.md` is chapter 7) and its
+figures, tables, code listings and labelled equations are counted from 1 within it, in the order Sphinx found
+them. References (`{numref}`, `{eq}`) read the same table, so they follow. Pages without a number in their
+name (the intro) keep Sphinx's numbers.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ _CHAPTER = re.compile(r"(?:^|/)(\d+)_[^/]+$")
 
 
 def chapter_number(docname: str) -> int | None:
-    """The chapter number in a document name: `book/07_manipulation` -> 7; None for pages like `book/intro`."""
+    """The number in a chapter's document name: `book/07_manipulation` -> 7; None for `book/intro`."""
     match = _CHAPTER.search(docname)
     return int(match.group(1)) if match else None
 
@@ -25,8 +26,8 @@ def chapter_number(docname: str) -> int | None:
 def per_chapter(fignumbers: dict[str, dict[str, dict[str, tuple[int, ...]]]]) -> dict[str, dict[str, Any]]:
     """Renumber Sphinx's `env.toc_fignumbers` ({doc: {figtype: {node id: number tuple}}}) per chapter.
 
-    Within a chapter document every figure type is counted 1, 2, ... in the order of Sphinx's own numbers, and the
-    chapter number goes in front: (chapter, k). Documents without a chapter number are returned unchanged.
+    Within a chapter document every figure type is counted 1, 2, ... in the order of Sphinx's own numbers, and
+    the chapter number goes in front: (chapter, k). Documents without a chapter number are returned unchanged.
     """
     out: dict[str, dict[str, Any]] = {}
     for docname, by_type in fignumbers.items():

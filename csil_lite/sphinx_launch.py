@@ -1,9 +1,9 @@
 """Sphinx extension: the book's Colab button opens the chapter as a notebook that installs csil_lite first.
 
 Colab opens only `.ipynb` files from GitHub, and the chapters are jupytext `.md` files, so sphinx-book-theme's
-Colab link (`.../blob/<branch>/book/NN_x.md`) cannot work as is. The Pages workflow publishes every executed chapter,
-with a Colab setup cell in front (`scripts/colab_notebooks.py`), to the branch `colab_branch` (default "colab");
-this extension points each page's Colab button there: `.../blob/colab/book/NN_x.ipynb`.
+Colab link (`.../blob/<branch>/book/NN_x.md`) cannot work as is. The Pages workflow publishes every executed
+chapter, with a Colab setup cell in front (`scripts/colab_notebooks.py`), to the branch `colab_branch`
+(default "colab"); this extension points each page's Colab button there: `.../blob/colab/book/NN_x.ipynb`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_COLAB = re.compile(r"^(?P<base>https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/)[^/]+/(?P<path>.+?)"
-                    r"\.(?:md|ipynb)$")
+_COLAB = re.compile(r"^(?P<base>https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/)"
+                    r"[^/]+/(?P<path>.+?)\.(?:md|ipynb)$")
 
 
 def colab_url(url: str, branch: str) -> str:

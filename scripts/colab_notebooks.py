@@ -2,7 +2,8 @@
 repository at the built commit, installs csil_lite from it and moves into book/ (where the chapters find their
 stored _artefacts). Outputs of the book build are kept, so a reader sees the results before running anything.
 
-    python scripts/colab_notebooks.py _build/jupyter_execute/book OUT/book --repo https://github.com/o/r --ref SHA
+    python scripts/colab_notebooks.py _build/jupyter_execute/book OUT/book \
+        --repo https://github.com/o/r --ref SHA
 
 The Pages workflow pushes OUT to the branch the book's Colab buttons open (csil_lite.sphinx_launch).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-SETUP = '''# Colab only: fetch and install csil_lite at the commit this book was built from (elsewhere it is installed).
+SETUP = '''# Colab only: install csil_lite at the commit this book was built from (elsewhere it is installed).
 import os, subprocess, sys
 if "google.colab" in sys.modules and not os.path.isdir("/content/csil_lite"):
     subprocess.run(["git", "clone", "-q", "{repo}", "/content/csil_lite"], check=True)
@@ -24,7 +25,7 @@ if "google.colab" in sys.modules and not os.path.isdir("/content/csil_lite"):
 
 
 def colab_notebook(nb: nbformat.NotebookNode, repo: str, ref: str) -> nbformat.NotebookNode:
-    """A copy of `nb` with the Colab setup cell first (tagged `colab-setup`); a second call does not add another."""
+    """A copy of `nb` with the Colab setup cell (tag `colab-setup`) first; never two such cells."""
     out = nbformat.from_dict(nb)
     out.cells = [c for c in out.cells if "colab-setup" not in c.get("metadata", {}).get("tags", [])]
     cell = nbformat.v4.new_code_cell(SETUP.format(repo=repo, ref=ref), metadata={"tags": ["colab-setup"]})

@@ -1,5 +1,5 @@
-"""Chapter 3's slider (csil_lite.book): an ipywidgets control with a live front end, pre-rendered HTML otherwise,
-and headless execution that never waits on widget messages."""
+"""Chapter 3's slider (csil_lite.book): an ipywidgets control with a live front end, pre-rendered HTML
+otherwise, and headless execution that never waits on widget messages."""
 
 import time
 
@@ -82,7 +82,8 @@ def test_config_slider_static_without_a_front_end(monkeypatch):
 
 
 CELLS = [
-    "import matplotlib; matplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nfrom csil_lite.book import config_slider",
+    "import matplotlib; matplotlib.use('Agg')\nimport matplotlib.pyplot as plt",
+    "from csil_lite.book import config_slider",
     "def draw(i):\n    fig, ax = plt.subplots(figsize=(2, 1.5))\n    ax.plot([0, 1], [0, i])\n    return fig",
     "control = config_slider(draw, ['a', 'b', 'c'], description='config');",
     "print(type(control).__name__)",
@@ -92,7 +93,7 @@ CELLS = [
 def _execute_headless(env_widgets, timeout=120):
     """Run a notebook with the slider cell the way nbmake and jupyter-book do (nbclient, no front end)."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
-    code = f"import os; os.environ.pop('JPY_SESSION_NAME', None); os.environ['CSIL_WIDGETS'] = '{env_widgets}'"
+    code = "import os\nos.environ.pop('JPY_SESSION_NAME', None)\n" f"os.environ['CSIL_WIDGETS'] = {env_widgets!r}"
     nb.cells.insert(0, nbformat.v4.new_code_cell(code))
     t0 = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3").execute()
@@ -113,7 +114,7 @@ def test_headless_execution_shows_the_static_slider_and_does_not_wait():
 
 @pytest.mark.slow
 def test_widget_path_never_blocks_headless_execution_either():
-    nb, seconds = _execute_headless("1")  # the live-kernel path, forced, with nobody answering widget messages
+    nb, seconds = _execute_headless("1")  # the live-kernel path, forced, and nobody answers widget messages
     assert seconds < 60, f"headless execution of the widget path took {seconds:.0f} s"
     assert WIDGET_MIME in _mimes(nb)
     assert nb.cells[-1].outputs[0]["text"].strip() == "LiveSlider"
