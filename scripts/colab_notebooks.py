@@ -1,18 +1,23 @@
-"""Write the executed chapters as Colab notebooks: a setup cell in front that, on Colab only, clones the
-repository at the built commit, installs csil_lite from it and moves into book/ (where the chapters find their
-stored _artefacts). Outputs of the book build are kept, so a reader sees the results before running anything.
+"""Write the chapters as Colab notebooks, with the outputs of the book build that just ran.
 
-    python scripts/colab_notebooks.py _build/jupyter_execute/book OUT/book \
+Each chapter (`book/NN_*.md`) is read with jupytext, its outputs are taken from the build's execution cache
+(jupyter-cache, `_build/.jupyter_cache`), and a setup cell goes in front that, on Colab only, clones the
+repository at the built commit, installs csil_lite from it and moves into book/ (where the chapters find their
+stored _artefacts). A reader sees the results before running anything.
+
+    python scripts/colab_notebooks.py book _colab/book --cache _build/.jupyter_cache \\
         --repo https://github.com/o/r --ref SHA
 
-The Pages workflow pushes OUT to the branch the book's Colab buttons open (csil_lite.sphinx_launch).
+The Pages workflow pushes the output to the branch the book's Colab buttons open (csil_lite.sphinx_launch).
 """
 
 import argparse
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
+from jupyter_cache import get_cache
 
 SETUP = '''# Colab only: install csil_lite at the commit this book was built from (elsewhere it is installed).
 import os, subprocess, sys
@@ -36,23 +41,45 @@ def colab_notebook(nb: nbformat.NotebookNode, repo: str, ref: str) -> nbformat.N
     return out
 
 
+def chapters(book: Path) -> list[Path]:
+    """The notebook chapters: `NN_*.md` files with a kernelspec in their front matter."""
+    found = []
+    for md in sorted(book.glob("[0-9][0-9]_*.md")):
+        text = md.read_text()
+        if text.startswith("---") and "kernelspec:" in text.split("---", 2)[1]:
+            found.append(md)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("src", type=Path, help="directory of executed chapter notebooks (NN_*.ipynb)")
+    parser.add_argument("book", type=Path, help="the chapters' directory (book/)")
     parser.add_argument("out", type=Path, help="output directory")
+    parser.add_argument("--cache", type=Path, required=True, help="the build's jupyter-cache directory")
     parser.add_argument("--repo", required=True, help="repository URL to clone on Colab")
     parser.add_argument("--ref", required=True, help="commit (or branch) to check out")
     args = parser.parse_args(argv)
-    chapters = sorted(args.src.glob("[0-9][0-9]_*.ipynb"))
-    if not chapters:
-        print(f"colab_notebooks: no NN_*.ipynb chapters in {args.src}", file=sys.stderr)
+    sources = chapters(args.book)
+    if not sources:
+        print(f"colab_notebooks: no NN_*.md chapters in {args.book}", file=sys.stderr)
         return 2
+    if not args.cache.is_dir():
+        print(f"colab_notebooks: --cache {args.cache} is not a directory (build the book first)", file=sys.stderr)
+        return 2
+    cache = get_cache(args.cache)
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in chapters:
-        nb = colab_notebook(nbformat.read(path, as_version=4), args.repo, args.ref)
-        nbformat.validate(nb)
-        nbformat.write(nb, args.out / path.name)
-    print(f"colab_notebooks: {len(chapters)} chapters -> {args.out}")
+    for md in sources:
+        nb = jupytext.read(md, fmt="md:myst")
+        try:
+            _, executed = cache.merge_match_into_notebook(nb)
+        except KeyError:
+            print(f"colab_notebooks: {md.name} has no executed version in {args.cache} (was it built with "
+                  "these sources?)", file=sys.stderr)
+            return 2
+        out = colab_notebook(executed, args.repo, args.ref)
+        nbformat.validate(out)
+        nbformat.write(out, args.out / md.with_suffix(".ipynb").name)
+    print(f"colab_notebooks: {len(sources)} chapters -> {args.out}")
     return 0
 
 

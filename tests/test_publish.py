@@ -106,31 +106,51 @@ def test_colab_button_opens_the_published_notebook():
     assert cfg["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
 
 
-def test_colab_notebooks_put_a_setup_cell_in_front_and_keep_outputs(tmp_path):
+def test_colab_notebooks_take_the_build_outputs_and_put_a_setup_cell_in_front(tmp_path):
     import subprocess
     import sys
 
+    import jupytext
     import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
 
-    src = tmp_path / "executed"
-    src.mkdir()
-    cells = [nbformat.v4.new_code_cell("PREVIEW = True", metadata={"tags": ["parameters"]}),
-             nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")])]
-    nbformat.write(nbformat.v4.new_notebook(cells=cells), src / "07_manipulation.ipynb")
-    (src / "intro.ipynb").write_text("{}")  # not a chapter: skipped
+    book = tmp_path / "book"
+    book.mkdir()
+    chapter = ("---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+               "```{code-cell} ipython3\n:tags: [parameters]\nPREVIEW = True\n```\n\n# 7. Title\n\n"
+               "```{code-cell} ipython3\nprint(1)\n```\n")
+    (book / "07_manipulation.md").write_text(chapter)
+    (book / "intro.md").write_text("# Intro\n")  # not a notebook chapter: skipped
+    # what the book build leaves in its execution cache: the chapter with its outputs
+    executed = jupytext.reads(chapter, fmt="md:myst")
+    executed.cells[-1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    cache_dir = tmp_path / "cache"
+    get_cache(cache_dir).cache_notebook_bundle(CacheBundleIn(executed, "07_manipulation.md"), check_validity=False)
+
     out = tmp_path / "colab" / "book"
     script = ROOT / "scripts" / "colab_notebooks.py"
-    run = subprocess.run([sys.executable, str(script), str(src), str(out), "--repo", "https://github.com/o/r",
-                          "--ref", "abc123"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+
+    def run(*extra):
+        return subprocess.run([sys.executable, str(script), str(book), str(out), "--repo", "https://github.com/o/r",
+                               "--ref", "abc123", *extra], capture_output=True, text=True)
+
+    done = run("--cache", str(cache_dir))
+    assert done.returncode == 0, done.stderr
     assert [p.name for p in out.iterdir()] == ["07_manipulation.ipynb"]
     nb = nbformat.read(out / "07_manipulation.ipynb", as_version=4)
     nbformat.validate(nb)
-    setup, params, printed = nb.cells
+    setup, params, _title, printed = nb.cells
     assert setup.metadata["tags"] == ["colab-setup"] and '"google.colab" in sys.modules' in setup.source
     assert "https://github.com/o/r" in setup.source and "abc123" in setup.source
     compile(setup.source, "setup", "exec")  # plain Python: runs in any kernel, does nothing outside Colab
     assert params.metadata["tags"] == ["parameters"] and printed.outputs[0]["text"] == "1\n"
+
+    (book / "08_new.md").write_text(chapter.replace("print(1)", "print(2)"))  # never built: refused, named
+    refused = run("--cache", str(cache_dir))
+    assert refused.returncode == 2 and "08_new.md has no executed version" in refused.stderr
+    missing = run("--cache", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "--cache" in missing.stderr
 
 
 def _load_colab_script():
