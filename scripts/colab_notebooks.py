@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"colab_notebooks: no NN_*.md chapters in {args.book}", file=sys.stderr)
         return 2
     if not args.cache.is_dir():
-        print(f"colab_notebooks: --cache {args.cache} is not a directory (build the book first)", file=sys.stderr)
+        print(f"colab_notebooks: --cache {args.cache} is not a directory (build the book first)",
+              file=sys.stderr)
         return 2
     cache = get_cache(args.cache)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -126,14 +126,16 @@ def test_colab_notebooks_take_the_build_outputs_and_put_a_setup_cell_in_front(tm
     executed = jupytext.reads(chapter, fmt="md:myst")
     executed.cells[-1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
     cache_dir = tmp_path / "cache"
-    get_cache(cache_dir).cache_notebook_bundle(CacheBundleIn(executed, "07_manipulation.md"), check_validity=False)
+    bundle = CacheBundleIn(executed, "07_manipulation.md")
+    get_cache(cache_dir).cache_notebook_bundle(bundle, check_validity=False)
 
     out = tmp_path / "colab" / "book"
     script = ROOT / "scripts" / "colab_notebooks.py"
 
     def run(*extra):
-        return subprocess.run([sys.executable, str(script), str(book), str(out), "--repo", "https://github.com/o/r",
-                               "--ref", "abc123", *extra], capture_output=True, text=True)
+        command = [sys.executable, str(script), str(book), str(out), "--repo", "https://github.com/o/r",
+                   "--ref", "abc123", *extra]
+        return subprocess.run(command, capture_output=True, text=True)
 
     done = run("--cache", str(cache_dir))
     assert done.returncode == 0, done.stderr
@@ -146,7 +148,7 @@ def test_colab_notebooks_take_the_build_outputs_and_put_a_setup_cell_in_front(tm
     compile(setup.source, "setup", "exec")  # plain Python: runs in any kernel, does nothing outside Colab
     assert params.metadata["tags"] == ["parameters"] and printed.outputs[0]["text"] == "1\n"
 
-    (book / "08_new.md").write_text(chapter.replace("print(1)", "print(2)"))  # never built: refused, named
+    (book / "08_new.md").write_text(chapter.replace("print(1)", "print(2)"))  # never built: refused by name
     refused = run("--cache", str(cache_dir))
     assert refused.returncode == 2 and "08_new.md has no executed version" in refused.stderr
     missing = run("--cache", str(tmp_path / "nope"))
