@@ -118,3 +118,16 @@ def test_widget_path_never_blocks_headless_execution_either():
     assert seconds < 60, f"headless execution of the widget path took {seconds:.0f} s"
     assert WIDGET_MIME in _mimes(nb)
     assert nb.cells[-1].outputs[0]["text"].strip() == "LiveSlider"
+
+
+def test_chapter_3_slider_goes_through_config_slider():
+    """The chapter never builds widgets itself, so headless runs always take the non-blocking static path."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "book" / "03_hetstat_uncertainty.md").read_text()
+    cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S)
+    slider = [c for c in cells if "config_slider(" in c]
+    assert len(slider) == 1, "chapter 3 should have exactly one slider cell"
+    assert "from csil_lite.book import config_slider" in slider[0]
+    assert not re.search(r"\bipywidgets\b|\binteract(ive)?\(", "\n".join(cells))
