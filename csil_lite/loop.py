@@ -184,13 +184,15 @@ def _config_changes(saved: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def _check_demos_fit(cfg: RunConfig, demos: Transitions, env) -> None:
-    """The demonstrations' observation and action sizes are the task's (a file made for another task is not)."""
+    """The demonstrations' observation and action sizes are the task's (a file made for another task's
+    are not)."""
     obs_shape, act_dim = env.observation_space.shape, env.action_space.shape[0]
     if demos.obs.shape[1:] != obs_shape or demos.act_dim != act_dim:
         source = cfg.demos_path or "the built-in expert"
         raise UserError(
-            f"demonstrations from {source} have observations of shape {demos.obs.shape[1:]} and {demos.act_dim} "
-            f"action dims, but task {cfg.task!r} has {obs_shape} and {act_dim}: were they made for another task?"
+            f"demonstrations from {source} have observations of shape {demos.obs.shape[1:]} and "
+            f"{demos.act_dim} action dims, but task {cfg.task!r} has {obs_shape} and {act_dim}: "
+            "were they made for another task?"
         )
 
 
@@ -220,11 +222,13 @@ def train(
         try:
             saved = json.loads(cfg_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{cfg_path}: not a readable config ({e}); use a new directory or resume=False") from None
+            raise UserError(f"{cfg_path}: not a readable config ({e}); use a new directory or "
+                            "resume=False") from None
         changes = _config_changes(saved, json.loads(json.dumps(cfg.to_dict())))
         if changes:
-            raise UserError(f"{run_dir} holds a run with a different config ({'; '.join(changes[:5])}); use a new "
-                            "directory or start over with resume=False (--no-resume)")
+            shown = "; ".join(changes[:5]) + ("; ..." if len(changes) > 5 else "")
+            raise UserError(f"{run_dir} holds a run with a different config ({shown}); use a new directory "
+                            "or start over with resume=False (--no-resume)")
     demos = setup.demos if setup is not None else load_demos(cfg)
     env = make_env(cfg.task, seed=cfg.seed)
     _check_demos_fit(cfg, demos, env)

@@ -25,11 +25,13 @@ def read_run(run_dir: str | Path) -> tuple[str, list[dict[str, Any]]]:
     cfg_path, metrics_path = d / "config.json", d / "metrics.jsonl"
     for path in (cfg_path, metrics_path):
         if not path.is_file():
-            raise UserError(f"{path}: missing; {str(run_dir)!r} is not a run directory written by `csil-lite train`")
+            raise UserError(f"{path}: missing; {str(run_dir)!r} is not a run directory written by "
+                            "`csil-lite train`")
     try:
         algo = json.loads(cfg_path.read_text())["agent"]["algo"]
     except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{cfg_path}: expected a run config with agent.algo ({type(e).__name__}: {e})") from None
+        detail = f"{type(e).__name__}: {e}"
+        raise UserError(f"{cfg_path}: expected a run config with agent.algo ({detail})") from None
     rows = []
     for i, line in enumerate(metrics_path.read_text().splitlines(), 1):
         if not line.strip():

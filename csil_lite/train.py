@@ -2,8 +2,8 @@
 
     csil-lite train --algo csil --task pointmass-obstacles --preset preview --seed 0 --out runs/csil-0
 
-Re-running the same command on the same --out resumes from the last checkpoint. Every flag, `--set` override and
-input file is checked before the run directory is created, so a bad invocation leaves nothing behind.
+Re-running the same command on the same --out resumes from the last checkpoint. Every flag, `--set` override
+and input file is checked before the run directory is created, so a bad invocation leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _check_field(item: str, cls: type, name: str) -> None:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UserError(f"--set {item}: {cls.__name__} has no field {name!r}{hint} (fields: {', '.join(names)})")
+        raise UserError(f"--set {item}: {cls.__name__} has no field {name!r}{hint} "
+                        f"(fields: {', '.join(names)})")
 
 
 def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -90,7 +91,7 @@ def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The run's config from the parsed flags; any invalid value is a `UserError` naming its field and flag."""
+    """The run's config from the parsed flags; an invalid value is a `UserError` naming its field and flag."""
     overrides: dict[str, Any] = {"task": args.task, "seed": args.seed, "algo": args.algo}
     if args.demos:
         overrides["demos_path"] = args.demos

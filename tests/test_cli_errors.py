@@ -1,9 +1,9 @@
 """The command line, tried as a new user would: every bad invocation is one line on stderr, exit status 2.
 
-Each case of the corpus runs `csil_lite.cli.main(argv)` in-process (a subprocess per case would import JAX
-dozens of times) from an empty working directory holding a few fixtures, and checks: status 2, exactly one line
-on stderr naming the culprit, no traceback, and no file or directory created or changed. Three cases also run as
-real subprocesses, where import-time warnings would show up on stderr too.
+Each case of the corpus runs `csil_lite.cli.main(argv)` in-process (a subprocess per case would import
+JAX dozens of times) from an empty working directory holding a few fixtures, and checks: status 2, exactly
+one line on stderr naming the culprit, no traceback, and no file or directory created or changed. Three
+cases also run as real subprocesses, where import-time warnings would show up on stderr too.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def _demos_file(path: Path, states: bool) -> None:
     eps = []
     for t in (5, 6):
         full = {k: rng.normal(size=(t + 1, *s)) for k, s in STATE_SHAPES.items()}
-        eps.append(Episode(obs={k: v[:-1] for k, v in full.items()}, next_obs={k: v[1:] for k, v in full.items()},
+        eps.append(Episode(obs={k: v[:-1] for k, v in full.items()},
+                           next_obs={k: v[1:] for k, v in full.items()},
                            actions=rng.uniform(-1, 1, (t, 7)), rewards=np.r_[np.zeros(t - 1), 1.0],
                            dones=np.r_[np.zeros(t - 1, np.int64), 1],
                            states=rng.normal(size=(t, 9)) if states else None))
@@ -68,7 +69,8 @@ def workdir(tmp_path, monkeypatch):
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+    paths = sorted(root.rglob("*"))
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in paths}
 
 
 SMALL = ["--task", "pointmass-reach", "--out", "newrun"]
@@ -84,26 +86,33 @@ CORPUS: list[tuple[list[str], list[str]]] = [
     (["train", *SMALL, "--env-steps", "0"], ["--env-steps", "0", ">= 1"]),
     (["train", *SMALL, "--frobnicate"], ["unrecognized", "--frobnicate"]),
     # --- train: files
-    (["train", "--task", "lift", "--demos", "missing.hdf5", "--out", "newrun"], ["--demos", "missing.hdf5", "no such"]),
-    (["train", "--task", "lift", "--demos", "/etc/passwd", "--out", "newrun"], ["--demos", "/etc/passwd", "HDF5"]),
+    (["train", "--task", "lift", "--demos", "missing.hdf5", "--out", "newrun"],
+     ["--demos", "missing.hdf5", "no such"]),
+    (["train", "--task", "lift", "--demos", "/etc/passwd", "--out", "newrun"],
+     ["--demos", "/etc/passwd", "HDF5"]),
     (["train", "--task", "lift", "--demos", "emptydir", "--out", "newrun"], ["--demos", "emptydir", "file"]),
     (["train", "--task", "lift", "--out", "newrun"], ["--demos", "lift", "demos generate"]),
     (["train", "--task", "pointmass-reach", "--demos", "lift.hdf5", "--out", "newrun"],
      ["lift.hdf5", "pointmass-reach", "observations"]),
     (["train", "--task", "pointmass-reach", "--out", "afile"], ["--out", "afile", "directory"]),
     (["train", "--task", "pointmass-reach", "--out", "afile/sub"], ["--out", "afile", "not a directory"]),
-    (["train", "--task", "pointmass-reach", "--out", "other_run"], ["other_run", "different config", "--no-resume"]),
+    (["train", "--task", "pointmass-reach", "--out", "other_run"],
+     ["other_run", "different config", "--no-resume"]),
     # --- train: --set (types, ranges, names, impossible sizes)
-    (["train", *SMALL, "--set", "agent.beta=abc"], ["AgentConfig.beta", "'abc'", "number", "--set agent.beta=abc"]),
+    (["train", *SMALL, "--set", "agent.beta=abc"],
+     ["AgentConfig.beta", "'abc'", "number", "--set agent.beta=abc"]),
     (["train", *SMALL, "--set", "nets.features=7"], ["NetworkConfig.features", "7", "even"]),
     (["train", *SMALL, "--set", "agent.gamma=1.5"], ["AgentConfig.gamma", "1.5", "[0, 1)"]),
     (["train", *SMALL, "--set", "agent.utd=1.5"], ["AgentConfig.utd", "1.5", "integer"]),
     (["train", *SMALL, "--set", "agent.refine_reward=1"], ["AgentConfig.refine_reward", "1", "bool"]),
     (["train", *SMALL, "--set", "agent.actor_lr=NaN"], ["AgentConfig.actor_lr", "nan", "finite"]),
-    (["train", *SMALL, "--set", "nets.policy=transformer"], ["NetworkConfig.policy", "transformer", "hetstat"]),
+    (["train", *SMALL, "--set", "nets.policy=transformer"],
+     ["NetworkConfig.policy", "transformer", "hetstat"]),
     (["train", *SMALL, "--set", "nets.activation=relu"], ["NetworkConfig.activation", "relu", "triangle"]),
-    (["train", *SMALL, "--set", "nets.policy_hidden=[64,-1]"], ["NetworkConfig.policy_hidden", "-1", "positive"]),
-    (["train", *SMALL, "--set", "nets.critic_hidden=[64,1.5]"], ["NetworkConfig.critic_hidden", "1.5", "integer"]),
+    (["train", *SMALL, "--set", "nets.policy_hidden=[64,-1]"],
+     ["NetworkConfig.policy_hidden", "-1", "positive"]),
+    (["train", *SMALL, "--set", "nets.critic_hidden=[64,1.5]"],
+     ["NetworkConfig.critic_hidden", "1.5", "integer"]),
     (["train", *SMALL, "--set", "agent.betta=0.1"], ["--set agent.betta=0.1", "'betta'", "'beta'"]),
     (["train", *SMALL, "--set", "bogus.x=1"], ["--set bogus.x=1", "'bogus'", "agent.FIELD"]),
     (["train", *SMALL, "--set", "agent=1"], ["--set agent=1", "group"]),
@@ -120,10 +129,12 @@ CORPUS: list[tuple[list[str], list[str]]] = [
     (["demos", "info", "emptydir"], ["emptydir", "expected a file"]),
     (["demos", "generate", "--task", "nope", "--out", "x.hdf5"], ["--task", "nope", "lift"]),
     (["demos", "generate", "--task", "lift", "--n", "0", "--out", "x.hdf5"], ["--n", "0", ">= 1"]),
-    (["demos", "generate", "--task", "lift", "--noise", "-0.1", "--out", "x.hdf5"], ["--noise", "-0.1", ">= 0"]),
+    (["demos", "generate", "--task", "lift", "--noise", "-0.1", "--out", "x.hdf5"],
+     ["--noise", "-0.1", ">= 0"]),
     (["demos", "generate", "--task", "lift", "--images", "--image-size", "0", "--out", "x.hdf5"],
      ["--image-size", "0", ">= 1"]),
-    (["demos", "generate", "--task", "lift", "--method", "dagger", "--out", "x.hdf5"], ["--method", "dagger"]),
+    (["demos", "generate", "--task", "lift", "--method", "dagger", "--out", "x.hdf5"],
+     ["--method", "dagger"]),
     (["demos", "generate", "--task", "lift", "--out", "nodir/x.hdf5"], ["--out", "nodir", "does not exist"]),
     (["demos", "generate", "--task", "lift", "--out", "emptydir"], ["--out", "emptydir", "directory"]),
     (["demos", "render", "missing.hdf5", "--out", "y.hdf5"], ["missing.hdf5", "no such file"]),
@@ -147,7 +158,8 @@ CORPUS: list[tuple[list[str], list[str]]] = [
 def test_corpus_is_large_and_covers_every_command():
     assert len(CORPUS) >= 20
     assert {argv[0] for argv, _ in CORPUS} >= set(cli.COMMANDS)
-    assert {argv[1] for argv, _ in CORPUS if argv[0] == "demos" and len(argv) > 1} >= {"generate", "render", "info"}
+    demos = {argv[1] for argv, _ in CORPUS if argv[0] == "demos" and len(argv) > 1}
+    assert demos >= {"generate", "render", "info"}
 
 
 @pytest.mark.parametrize("argv,culprit", CORPUS, ids=[" ".join(a)[:60] for a, _ in CORPUS])
@@ -189,7 +201,8 @@ def test_good_set_still_works(workdir, capsys):
 
     args = build_parser().parse_args(["--task", "pointmass-reach", "--out", "r", "--set", "agent.beta=0.5",
                                       "--set", "nets.features=32", "--set", "nets.policy_hidden=[32,32]",
-                                      "--set", "agent.reward_shift=bound", "--set", "agent.refine_reward=false",
+                                      "--set", "agent.reward_shift=bound",
+                                      "--set", "agent.refine_reward=false",
                                       "--set", "env_steps=2000", "--set", "agent.actor_lr=1"])
     cfg = config_from_args(args)
     assert cfg.agent.beta == 0.5 and cfg.nets.features == 32 and cfg.nets.policy_hidden == (32, 32)
@@ -251,3 +264,19 @@ def test_real_subprocess_prints_one_line(tmp_path, argv, culprit):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and culprit in lines[0] and "Traceback" not in res.stderr, res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.sim
+def test_render_names_an_unknown_camera_before_rendering(workdir, capsys):
+    """The camera check needs the scene (a robosuite env, a few seconds), so it is not in the fast corpus."""
+    import csil_lite.envs.robosuite as rs  # installs its log filter before robosuite is first imported
+
+    try:
+        rs._import_robosuite()
+    except ImportError:
+        pytest.skip("robosuite is not installed")
+    before = _snapshot(workdir)
+    assert cli.main(["demos", "render", "lift.hdf5", "--out", "y.hdf5", "--cameras", "agentview", "bogus"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--cameras" in lines[0] and "bogus" in lines[0] and "agentview" in lines[0], lines
+    assert _snapshot(workdir) == before

@@ -105,8 +105,8 @@ def _render(args: argparse.Namespace) -> int:
     ds = read_dataset(args.input)
     no_states = [name for name, ep in zip(ds.demo_names, ds.episodes) if ep.states is None]
     if no_states:
-        raise UserError(f"{args.input}: render needs the MuJoCo `states` of every demo; {len(no_states)} demos "
-                        f"have none (first: {no_states[0]})")
+        raise UserError(f"{args.input}: render needs the MuJoCo `states` of every demo; "
+                        f"{len(no_states)} demos have none (first: {no_states[0]})")
     env = make(_task_from_env_args(ds.env_args))
     known = tuple(env.sim.model.camera_names)
     unknown = [c for c in args.cameras if c not in known]
@@ -154,10 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--task", required=True, choices=["lift", "can", "square", "square_d0"])
     g.add_argument("--n", type=int_at_least(1), default=200, help="number of successful demos to keep")
     g.add_argument("--method", choices=["scripted", "mimicgen"], default="scripted")
-    g.add_argument("--sources", type=int_at_least(1), default=10, help="scripted source demos for --method mimicgen")
+    g.add_argument("--sources", type=int_at_least(1), default=10,
+                   help="scripted source demos for --method mimicgen")
     g.add_argument("--images", action="store_true", help="also render agentview + eye-in-hand images")
     g.add_argument("--image-size", type=int_at_least(1), default=84)
-    g.add_argument("--noise", type=nonnegative_float, default=0.05, help="std of Gaussian noise on the 6 arm action dims")
+    g.add_argument("--noise", type=nonnegative_float, default=0.05,
+                   help="std of Gaussian noise on the 6 arm action dims")
     g.add_argument("--seed", type=int_at_least(0), default=0)
     g.add_argument("--out", required=True)
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -186,5 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _info(args)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # one-line errors, as `csil-lite demos`
+    from csil_lite.cli import main as cli_main
+
+    sys.exit(cli_main(["demos", *sys.argv[1:]]))

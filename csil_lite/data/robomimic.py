@@ -65,7 +65,8 @@ PathLike = str | os.PathLike
 class DatasetError(UserError):
     """A demonstration file (or in-memory episode) that does not follow the robomimic layout.
 
-    A `UserError` (hence a `ValueError`): the command line reports it in one line, naming file, demo and key."""
+    A `UserError` (hence a `ValueError`): the command line reports it in one line naming file, demo and key.
+    """
 
 
 @dataclass
