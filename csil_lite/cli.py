@@ -12,6 +12,7 @@ traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from csil_lite.errors import UserError, one_line
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     try:
         return run(name, rest)
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # as the Python docs recommend
+        return 1
     except UserError as err:
         if debug:
             raise
