@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from csil_lite.data.transitions import Transitions, episodes_to_transitions, flatten_obs
+from csil_lite.errors import UserError
 
 __all__ = [
     "ACTION_TOLERANCE",
@@ -61,8 +62,11 @@ _REQUIRED = ("obs", "actions", "rewards", "dones")
 PathLike = str | os.PathLike
 
 
-class DatasetError(ValueError):
-    """A demonstration file (or in-memory episode) that does not follow the robomimic layout."""
+class DatasetError(UserError):
+    """A demonstration file (or in-memory episode) that does not follow the robomimic layout.
+
+    A `UserError` (hence a `ValueError`): the command line reports it in one line naming file, demo and key.
+    """
 
 
 @dataclass
