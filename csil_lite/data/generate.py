@@ -29,16 +29,9 @@ from csil_lite.errors import (
 
 
 def _task_from_env_args(env_args: dict) -> str:
-    from csil_lite.envs.robosuite import TASKS
+    from csil_lite.envs.robosuite import task_from_env_args
 
-    kwargs = env_args.get("env_kwargs", {})
-    if kwargs.get("csil_lite_task") in TASKS:
-        return kwargs["csil_lite_task"]
-    name = env_args.get("env_name")
-    for task, spec in TASKS.items():
-        if spec.env_name == name and spec.placement is None:
-            return task
-    raise ValueError(f"env_args names env {name!r}, which matches no csil_lite task ({sorted(TASKS)})")
+    return task_from_env_args(env_args)[0]
 
 
 def render_episode(env, ep: Episode, cameras: Sequence[str], size: int) -> tuple[dict, dict]:
