@@ -49,6 +49,18 @@ def test_triangle_and_periodic_relu_kernels_are_not_stationary(activation):
     assert np.ptp(k_shift) > 0.1
 
 
+def test_periodic_relu_pair_is_a_rotation_of_the_triangle_pair():
+    """T(x + pi) = -T(x) makes the periodic-ReLU phase pair a 45-degree rotation of the triangle pair."""
+    w = _frequencies(256, k=2, seed=3)
+    x = jax.random.normal(jax.random.PRNGKey(4), (50, 2))
+    y = jax.random.normal(jax.random.PRNGKey(5), (50, 2))
+    np.testing.assert_allclose(
+        np.asarray(feature_kernel(x, y, w, "prelu")), np.asarray(feature_kernel(x, y, w, "triangle")), atol=1e-5
+    )
+    f_t, f_p = phase_pair_features(x, w, "triangle"), phase_pair_features(x, w, "prelu")
+    assert float(jnp.max(jnp.abs(f_t - f_p))) * np.sqrt(512) > 0.5  # different features, same inner products
+
+
 def test_phase_pair_features_are_the_hetstat_layer():
     pol = HetStatPolicy(action_dim=1, hidden=(16,), bottleneck=3, features=10, activation="prelu")
     obs = jax.random.normal(jax.random.PRNGKey(2), (5, 4))
