@@ -30,7 +30,7 @@ from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
 from csil_lite.evaluation import evaluate
 from csil_lite.nets.critic import LayerNormCritic
 from csil_lite.nets.policy import make_policy
-from csil_lite.pretrain.bc import train_bc
+from csil_lite.pretrain.bc import clip_actions, train_bc
 from csil_lite.pretrain.critic import pretrain_critic
 from csil_lite.replay import ReplayBuffer, mixed_batch
 
@@ -116,6 +116,9 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     if bc_from is not None:
         demos = bc_from.demos
     demos = load_demos(cfg) if demos is None else demos
+    if cfg.demo_action_margin > 0:  # one clipped copy for BC, the reward shift, SARSA and the online batches
+        demos = demos._replace(action=clip_actions(demos.action, cfg.demo_action_margin),
+                               next_action=clip_actions(demos.next_action, cfg.demo_action_margin))
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
     critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
     if bc_from is None:
