@@ -1,4 +1,4 @@
-"""Is a cloned policy less certain away from its demonstrations than on them? A numerical check of HetStat health.
+"""Is a cloned policy less certain away from its demonstrations than on them? A check of HetStat health.
 
 CSIL's coherent reward and its exploration rely on the BC policy's latent std being small where the
 demonstrator acted and larger elsewhere. `uncertainty_diagnostic` measures exactly that for any policy module
@@ -13,8 +13,8 @@ whose `apply(params, obs)` returns the latent `(mean, std)` and which has a `max
   sqrt(prior_variance) = sqrt(0.75) ~= 0.866, since its std is sqrt(prior_variance) * tanh(...)).
 
 Each is summarised by medians, per action dimension and over all (state, dimension) pairs, and
-`ratio = median off / median on`. A healthy HetStat has a ratio well above 1 and few demonstrated stds near the
-ceiling; a policy whose std sits at the ceiling on the demonstrations has no uncertainty contrast left to give.
+`ratio = median off / median on`. A healthy HetStat has a ratio well above 1 and few demonstrated stds near
+the ceiling; a policy whose std sits at the ceiling on the demonstrations has no uncertainty contrast to give.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class UncertaintyDiagnostic(NamedTuple):
 
     def summary(self) -> str:
         """One printable line."""
-        return (f"std on demos {self.median_on:.3f} | off data {self.median_off:.3f} ({self.off_description}) | "
+        return (f"std on demos {self.median_on:.3f} | "
+                f"off data {self.median_off:.3f} ({self.off_description}) | "
                 f"ceiling {self.ceiling:.3f} | off/on {self.ratio:.2f}x | "
                 f"{self.at_ceiling_on:.0%} of demo stds at the ceiling")
 
@@ -75,7 +76,8 @@ def uniform_states(low: np.ndarray, high: np.ndarray, n: int, *, seed: int = 0) 
     """`n` states uniform in the box [low, high] (e.g. the demonstrations' per-dimension min and max)."""
     low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
     if low.shape != high.shape or low.ndim != 1 or np.any(high < low) or n < 1:
-        raise ValueError(f"uniform_states: need 1-D low <= high of one shape and n >= 1, got {low}, {high}, {n}")
+        raise ValueError(f"uniform_states: need 1-D low <= high of one shape and n >= 1, got {low}, {high}, "
+                         f"{n}")
     u = np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (n, low.shape[0]), jnp.float32))
     return low + (high - low) * u
 
@@ -84,7 +86,8 @@ def _stds(policy, params, obs: np.ndarray) -> np.ndarray:
     _, std = policy.apply(params, jnp.asarray(obs, jnp.float32))
     std = np.asarray(std)
     if std.ndim != 2:
-        raise ValueError(f"uncertainty_diagnostic: the policy's std has shape {std.shape}, expected [N, action_dim]")
+        raise ValueError(f"uncertainty_diagnostic: the policy's std has shape {std.shape}, "
+                         "expected [N, action_dim]")
     return std
 
 

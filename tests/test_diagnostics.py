@@ -68,7 +68,8 @@ def test_ceiling_and_at_ceiling_fraction():
 
 
 def test_off_states_are_drawn_as_documented():
-    obs = np.random.default_rng(1).normal(size=(20_000, 2)).astype(np.float32) * np.array([1.0, 3.0], np.float32)
+    obs = np.random.default_rng(1).normal(size=(20_000, 2)).astype(np.float32)
+    obs *= np.array([1.0, 3.0], np.float32)
     obs[:, 0] += 5.0
     np.testing.assert_array_equal(perturbed_states(obs, scale=0.0), obs)
     noise = perturbed_states(obs, scale=0.5, seed=3) - obs
@@ -110,7 +111,8 @@ def test_saturated_actions_drive_the_bc_std_to_the_ceiling_and_the_margin_preven
     assert 0.3 < sat.mean() < 0.7
     stds = {}
     for margin in (0.0, 0.1):
-        fit = train_bc(pol, obs, act, steps=1500, seed=0, learning_rate=3e-3, action_margin=margin, progress=False)
+        fit = train_bc(pol, obs, act, steps=1500, seed=0, learning_rate=3e-3, action_margin=margin,
+                       progress=False)
         stds[margin] = np.asarray(pol.apply(fit.params, obs)[1])[:, 0]
     assert np.median(stds[0.0][sat]) > 0.95 * pol.max_std, np.median(stds[0.0][sat])
     assert np.median(stds[0.1][sat]) < 0.5 * pol.max_std, np.median(stds[0.1][sat])

@@ -4,14 +4,14 @@ faithful = MSE(tanh(mean), a) + NLL with stop-gradients on the mean and on the s
 by regression alone (a wide std cannot excuse a bad mean) and the NLL calibrates only the variance head.
 Training runs as jitted chunks of `lax.scan` steps with a progress bar between chunks.
 
-Saturated actions. A tanh-Gaussian puts an action at exactly +-1 at latent infinity; the log-density clips it at
-+-`THRESHOLD` (0.999, latent 3.8) and scores it by the latent tail mass beyond. The faithful loss fits the mean
-in *action* space, where the gradient of (tanh mu - 1)^2 vanishes long before mu reaches 3.8 (on chapter 5's toy
-task the mean of the saturated dimensions stops at a median latent 1.65), and then the NLL, which may change
-only the std, can raise that tail mass only by widening the std: it goes to the ceiling sqrt(0.75) on every
-demonstration, and with it the contrast between on- and off-data uncertainty is gone (measured there: median
-std 0.866 on the demonstrations, 0.865 around them). `action_margin` clips the BC targets to
-+-(1 - margin), a point the mean can reach (atanh 0.9 = 1.47 for margin 0.1), so the NLL sees a latent residual
+Saturated actions. A tanh-Gaussian puts an action at exactly +-1 at latent infinity; the log-density clips it
+at +-`THRESHOLD` (0.999, latent 3.8) and scores it by the latent tail mass beyond. The faithful loss fits the
+mean in *action* space, where the gradient of (tanh mu - 1)^2 vanishes long before mu reaches 3.8 (on chapter
+5's toy task the mean of the saturated dimensions stops at a median latent 1.65), and then the NLL, which may
+change only the std, can raise that tail mass only by widening the std: it goes to the ceiling sqrt(0.75) on
+every demonstration, and with it the contrast between on- and off-data uncertainty is gone (measured there:
+median std 0.866 on the demonstrations, 0.865 around them). `action_margin` clips the BC targets to +-(1 -
+margin), a point the mean can reach (atanh 0.9 = 1.47 for margin 0.1), so the NLL sees a latent residual
 instead of a tail and calibrates the std to it. The reference uses no margin (0).
 """
 
