@@ -31,7 +31,7 @@ from csil_lite.errors import UserError
 from csil_lite.evaluation import evaluate
 from csil_lite.nets.critic import LayerNormCritic
 from csil_lite.nets.policy import make_policy
-from csil_lite.pretrain.bc import train_bc
+from csil_lite.pretrain.bc import clip_actions, train_bc
 from csil_lite.pretrain.critic import pretrain_critic
 from csil_lite.replay import ReplayBuffer, mixed_batch
 
@@ -113,10 +113,14 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
 
     `bc_from`: reuse the BC policy (and the demonstrations, in place of `demos`) of another setup with the same
     policy network, e.g. CSIL's for the SAC-from-BC baseline of the same seed, instead of training BC again.
+    Its demonstrations are taken as they are (already clipped by its own `demo_action_margin`).
     """
     if bc_from is not None:
         demos = bc_from.demos
     demos = load_demos(cfg) if demos is None else demos
+    if cfg.demo_action_margin > 0 and bc_from is None:  # one clipped copy for BC, reward, SARSA, online batches
+        demos = demos._replace(action=clip_actions(demos.action, cfg.demo_action_margin),
+                               next_action=clip_actions(demos.next_action, cfg.demo_action_margin))
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
     critic = LayerNormCritic(hidden=cfg.nets.critic_hidden)
     if bc_from is None:
