@@ -1,4 +1,4 @@
-"""Small helpers the chapters share: the preview banner, where stored results live, the plotting style.
+"""Small helpers the chapters share: the preview banner, where stored results live, sliders over stored results.
 
 Chapters read the toggle themselves (`PREVIEW = os.environ.get("CSIL_PREVIEW", "1") != "0"`) so the
 convention is visible on the page; everything else that is not about the method lives here.
@@ -6,12 +6,14 @@ convention is visible on the page; everything else that is not about the method 
 
 from __future__ import annotations
 
+import io
 import os
 import platform
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 
 def banner(preview: bool, what: str = "") -> None:
@@ -60,3 +62,105 @@ def timed(label: str) -> Iterator[None]:
     t0 = time.perf_counter()
     yield
     print(f"[{label}] {time.perf_counter() - t0:.1f} s")
+
+
+def live_frontend() -> bool:
+    """True when a Jupyter front end is attached to this kernel, so that widgets are seen and answered.
+
+    `CSIL_WIDGETS=1` or `0` decides. Otherwise yes for a kernel that a Jupyter server started (JupyterLab,
+    Notebook, Binder: the server puts `JPY_SESSION_NAME` in the kernel's environment) or a Colab kernel, and
+    no for anything else: the headless executors (nbmake, jupyter-book, nbconvert) start kernels without
+    either, and a plain Python process has no front end at all.
+    """
+    forced = os.environ.get("CSIL_WIDGETS", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"CSIL_WIDGETS={forced!r}: expected 1 (widgets), 0 (static) or unset (detect)")
+    if "google.colab" in sys.modules:
+        return True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return bool(getattr(shell, "kernel", None)) and bool(os.environ.get("JPY_SESSION_NAME"))
+
+
+class LiveSlider(NamedTuple):
+    """The parts of `widget_slider`'s control: the box to display and the widgets inside it."""
+
+    box: Any  # ipywidgets.VBox
+    slider: Any  # ipywidgets.IntSlider
+    label: Any  # ipywidgets.Label
+    image: Any  # ipywidgets.Image (PNG bytes)
+
+
+def _png(draw: Callable[[int], Any], i: int, label: str, dpi: int) -> bytes:
+    import matplotlib.pyplot as plt
+
+    try:
+        fig = draw(i)
+    except Exception as exc:
+        raise RuntimeError(f"slider: drawing configuration {i} ({label!r}) failed") from exc
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"slider: draw({i}) must return a matplotlib figure, got {type(fig).__name__}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def widget_slider(
+    draw: Callable[[int], Any], labels: Sequence[str], description: str = "config", *, dpi: int = 90
+) -> LiveSlider:
+    """An ipywidgets `IntSlider` over stored configurations: moving it calls `draw(i)` and shows its figure.
+
+    `draw(i)` only plots stored results and returns the figure. Each configuration is drawn when first asked
+    for and kept, so going back is instant. Nothing waits on the front end: the callback runs when the kernel
+    receives the slider's new value. Not displayed; `config_slider` does that.
+    """
+    import ipywidgets as widgets
+
+    if not labels:
+        raise ValueError("widget_slider: need at least one configuration label")
+    labels = [str(lab) for lab in labels]
+    pngs = {0: _png(draw, 0, labels[0], dpi)}
+    slider = widgets.IntSlider(value=0, min=0, max=len(labels) - 1, step=1, description=description,
+                               continuous_update=False)
+    label = widgets.Label(value=labels[0])
+    image = widgets.Image(value=pngs[0], format="png")
+
+    def show(change: dict) -> None:
+        i = int(change["new"])
+        if i not in pngs:
+            pngs[i] = _png(draw, i, labels[i], dpi)
+        image.value, label.value = pngs[i], labels[i]
+
+    slider.observe(show, names="value")
+    return LiveSlider(widgets.VBox([widgets.HBox([slider, label]), image]), slider, label, image)
+
+
+def config_slider(
+    draw: Callable[[int], Any],
+    labels: Sequence[str],
+    description: str = "config",
+    *,
+    live: bool | None = None,
+) -> Any:
+    """A slider over stored configurations, displayed: ipywidgets where a front end is attached, else static.
+
+    With a front end (`live_frontend()`, or `live=True`) it is `widget_slider`'s control. Otherwise (the
+    book's HTML, headless execution) every configuration is pre-rendered and the slider swaps the images in
+    the browser (`plotting_uncertainty.config_slider`), so no widget is created and nothing waits for widget
+    messages.
+    Returns the `LiveSlider` or the static HTML.
+    """
+    if live is None:
+        live = live_frontend()
+    if not live:
+        from csil_lite import plotting_uncertainty
+
+        return plotting_uncertainty.config_slider(draw, labels, description)
+    from IPython.display import display
+
+    control = widget_slider(draw, labels, description)
+    display(control.box)
+    return control

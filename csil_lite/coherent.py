@@ -1,8 +1,12 @@
 """The coherent reward r(s, a) = alpha * (log q(a|s) - log p(a)) and what its bound implies.
 
 With a uniform prior p on [-1, 1]^d_a (log p = -d_a log 2) and alpha = scale / d_a, the BC policy q is the
-soft-optimal policy for this reward (chapter 2), so fine-tuning against it starts from an optimum instead of
-unlearning BC first.
+soft-optimal policy for this reward under a KL to p at temperature beta = alpha (chapter 2's proposition;
+when episodes end on success, only while the reward is unshifted). The online objective regularises towards
+q instead; its optimum is a sharpened q that steers back to the demonstrations (chapter 2, eq-online-step
+and eq-online-equivalent), and when a success ends the episode a per-step shift adds a minimum-time bias
+that grows with the shift (eq-shift-absorbing). So fine-tuning starts at q with a reward (and critic)
+consistent with it, not at the optimum it moves towards.
 
 Bounds. The reference shifts/clips with MAX_REWARD = -0.5 log(MIN_VAR) + log 2 per dimension, which drops the
 tanh Jacobian and the Gaussian normaliser, so its "bound" can be exceeded (by up to ~5.4 nats per dimension near

@@ -10,14 +10,79 @@ compilation, with a message naming the field.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from csil_lite.errors import UserError
 
 PRESETS = ("preview", "reference", "paper")
 PRIORS = ("bc", "uniform")
 REWARDS = ("coherent", "env")
 KL_ESTIMATORS = ("mc", "exact")
 CRITIC_NORMS = ("layer", "none", "batch", "batch_weight")
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Whether `value` is of annotation `tp`: bool is not an int, an int is a float, floats are finite."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, origin or tp)
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            plural = {int: "integers", float: "finite numbers", str: "strings", bool: "bools"}
+            return f"a tuple of {plural.get(args[0], _describe(args[0]))}"
+        return f"a tuple ({', '.join(_describe(a) for a in args)})"
+    names = {bool: "a bool (true or false)", int: "an integer", float: "a finite number", str: "a string",
+             type(None): "null (None)"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def check_field_types(obj: Any) -> None:
+    """Check every field of dataclass `obj` against its annotation; a mismatch is a `UserError` naming
+    Class.field, the value and the expected type (before any range check compares, say, a string with 0)."""
+    hints = _field_types(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _matches(value, hints[f.name]):
+            raise UserError(f"{type(obj).__name__}.{f.name} = {value!r} ({type(value).__name__}): "
+                            f"expected {_describe(hints[f.name])}")
 
 
 def _positive(obj: Any, *names: str) -> None:
@@ -29,11 +94,13 @@ def _positive(obj: Any, *names: str) -> None:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    policy: str = "hetstat"  # 'hetstat' | 'mlp'
+    policy: Literal["hetstat", "mlp"] = "hetstat"
     policy_hidden: tuple[int, ...] = (256, 256)
     bottleneck: int = 12
     features: int = 256  # D: the HetStat head costs d_a * D^2
-    activation: str = "triangle"
+    activation: Literal["triangle", "sin", "prelu"] = "triangle"  # nets.layers.PERIODIC_ACTIVATIONS
+    # HetStat's trained log inverse length-scale starts here (reference: -5, a long length-scale).
+    init_log_input_scale: float = -5.0
     critic_hidden: tuple[int, ...] = (256, 256)
     # The critic component. 'layer': the reference's LayerNorm MLP (LayerNorm + tanh after the first layer, ELU);
     # 'none' | 'batch' | 'batch_weight': ReLU MLPs without normalisation, or XQC's batch norm (+ weight norm, a
@@ -46,7 +113,12 @@ class NetworkConfig:
     critic_ensemble: int = 1  # 2: twin critics (nn.vmap), the target from the lower one
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         _positive(self, "bottleneck", "features", "critic_ensemble")
+        if self.policy == "hetstat" and self.features % 2:
+            raise UserError(f"NetworkConfig.features = {self.features}: the hetstat policy needs an even "
+                            "number (its features are pairs act(z + pi/4), act(z - pi/4) of features/2 "
+                            "frequencies)")
         if self.critic_norm not in CRITIC_NORMS:
             raise ValueError(f"NetworkConfig.critic_norm must be one of {CRITIC_NORMS}, got {self.critic_norm!r}")
         if self.critic_head not in ("scalar", "categorical"):
@@ -54,12 +126,14 @@ class NetworkConfig:
         if self.critic_atoms < 2 or not self.critic_v_min < self.critic_v_max:
             raise ValueError(f"NetworkConfig: need critic_atoms >= 2 and critic_v_min < critic_v_max, got "
                              f"{self.critic_atoms}, [{self.critic_v_min}, {self.critic_v_max}]")
-        if any(h <= 0 for h in (*self.policy_hidden, *self.critic_hidden)):
-            raise ValueError(f"hidden sizes must be positive: {self.policy_hidden}, {self.critic_hidden}")
+        for name in ("policy_hidden", "critic_hidden"):
+            if any(h <= 0 for h in getattr(self, name)):
+                raise ValueError(f"NetworkConfig.{name} = {getattr(self, name)}: sizes must be positive")
 
     def policy_kwargs(self) -> dict:
         if self.policy == "hetstat":
-            return dict(hidden=self.policy_hidden, bottleneck=self.bottleneck, features=self.features, activation=self.activation)
+            return dict(hidden=self.policy_hidden, bottleneck=self.bottleneck, features=self.features,
+                        activation=self.activation, init_log_input_scale=self.init_log_input_scale)
         return dict(hidden=self.policy_hidden)
 
 
@@ -99,6 +173,7 @@ class AgentConfig:
     n_online: int = 256
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         for name, allowed in (("prior", PRIORS), ("reward", REWARDS), ("kl", KL_ESTIMATORS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"AgentConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -150,6 +225,9 @@ class RunConfig:
     bc_steps: int = 25_000
     bc_lr: float = 1e-3
     bc_batch: int = 256
+    # Demonstrated actions are clipped to +-(1 - margin) before BC, the reward, SARSA and the online batches see
+    # them (reference: 0). Saturated targets otherwise drive HetStat's std to its ceiling: see pretrain/bc.py.
+    demo_action_margin: float = 0.0
     critic_pretrain_steps: int = 5_000  # SARSA evaluation of the demonstrator before the online phase; 0: none
     critic_pretrain_lr: float = 1e-4
     env_steps: int = 250_000
@@ -164,12 +242,16 @@ class RunConfig:
     nets: NetworkConfig = field(default_factory=NetworkConfig)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.algo, str) or not self.algo:
+        check_field_types(self)
+        if not self.algo:
             raise ValueError(f"RunConfig.algo must be a non-empty name, got {self.algo!r}")
         _positive(self, "num_demos", "bc_steps", "bc_lr", "bc_batch", "critic_pretrain_lr", "env_steps",
                   "replay_capacity", "eval_every", "eval_episodes")
-        if min(self.critic_pretrain_steps, self.learning_starts, self.checkpoint_every, self.actor_warmup) < 0:
-            raise ValueError("critic_pretrain_steps, learning_starts, checkpoint_every and actor_warmup must be >= 0")
+        if not 0.0 <= self.demo_action_margin < 1.0:
+            raise ValueError(f"RunConfig.demo_action_margin must lie in [0, 1), got {self.demo_action_margin}")
+        nonneg = ("seed", "critic_pretrain_steps", "learning_starts", "checkpoint_every", "actor_warmup")
+        for name in (n for n in nonneg if getattr(self, n) < 0):
+            raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.agent.n_online > self.replay_capacity:
             raise ValueError(
                 f"online batch ({self.agent.n_online}) is larger than the replay capacity ({self.replay_capacity})"

@@ -27,11 +27,12 @@ from csil_lite.coherent import policy_reward
 from csil_lite.config import AgentConfig, RunConfig
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
+from csil_lite.errors import UserError
 from csil_lite.evaluation import evaluate
 from csil_lite.nets.critic import make_critic
 from csil_lite.nets.heads import discounted_returns, quantile_support
 from csil_lite.nets.policy import make_policy
-from csil_lite.pretrain.bc import train_bc
+from csil_lite.pretrain.bc import clip_actions, train_bc
 from csil_lite.pretrain.critic import pretrain_critic
 from csil_lite.replay import ReplayBuffer, mixed_batch
 
@@ -55,7 +56,7 @@ def load_demos(cfg: RunConfig) -> Transitions:
         from csil_lite.envs.toy import collect_demos
 
         return episodes_to_transitions(collect_demos(cfg.task, cfg.num_demos, seed=cfg.seed + 10_000))
-    raise ValueError(
+    raise UserError(
         f"task {cfg.task!r} has no built-in demonstration source; generate a dataset with "
         f"`csil-lite demos generate --task {cfg.task} --out FILE.hdf5` and pass demos_path=FILE.hdf5"
     )
@@ -118,10 +119,14 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
 
     `bc_from`: reuse the BC policy (and the demonstrations, in place of `demos`) of another setup with the same
     policy network, e.g. CSIL's for the SAC-from-BC baseline of the same seed, instead of training BC again.
+    Its demonstrations are taken as they are (already clipped by its own `demo_action_margin`).
     """
     if bc_from is not None:
         demos = bc_from.demos
     demos = load_demos(cfg) if demos is None else demos
+    if cfg.demo_action_margin > 0 and bc_from is None:  # one clipped copy for BC, reward, SARSA, online batches
+        demos = demos._replace(action=clip_actions(demos.action, cfg.demo_action_margin),
+                               next_action=clip_actions(demos.next_action, cfg.demo_action_margin))
     policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
     if bc_from is None:
         bc = train_bc(policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed, batch_size=cfg.bc_batch,
@@ -187,7 +192,30 @@ def _load_checkpoint(run_dir: Path, like: AgentState, replay: ReplayBuffer) -> t
 
 def _check_task(cfg: RunConfig) -> None:
     if cfg.task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r}; known tasks: {list(TASKS)}")
+        raise UserError(f"unknown task {cfg.task!r}; known tasks: {list(TASKS)}")
+
+
+def _config_changes(saved: Any, new: Any, prefix: str = "") -> list[str]:
+    """'field: saved -> new' for every leaf where two config dicts differ."""
+    if isinstance(saved, dict) and isinstance(new, dict):
+        out = []
+        for k in [*saved, *(k for k in new if k not in saved)]:
+            out += _config_changes(saved.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    return [] if saved == new else [f"{prefix.rstrip('.')}: {saved!r} -> {new!r}"]
+
+
+def _check_demos_fit(cfg: RunConfig, demos: Transitions, env) -> None:
+    """The demonstrations' observation and action sizes are the task's (a file made for another task's
+    are not)."""
+    obs_shape, act_dim = env.observation_space.shape, env.action_space.shape[0]
+    if demos.obs.shape[1:] != obs_shape or demos.act_dim != act_dim:
+        source = cfg.demos_path or "the built-in expert"
+        raise UserError(
+            f"demonstrations from {source} have observations of shape {demos.obs.shape[1:]} and "
+            f"{demos.act_dim} action dims, but task {cfg.task!r} has {obs_shape} and {act_dim}: "
+            "were they made for another task?"
+        )
 
 
 def train(
@@ -204,20 +232,34 @@ def train(
     `stop_after`: stop (with a checkpoint) at the first episode boundary at or after this many env steps, as an
     interruption would; calling `train` again on the same directory resumes.
     """
+    t_start = time.perf_counter()
+    # Everything the run reads is checked before the run directory is created: a bad task, config or
+    # demonstrations file leaves nothing behind.
     _check_task(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {str(run_dir)!r} is an existing file")
     cfg_path = run_dir / "config.json"
     if cfg_path.exists() and resume:
-        saved = json.loads(cfg_path.read_text())
-        if saved != json.loads(json.dumps(cfg.to_dict())):
-            raise ValueError(f"{run_dir} holds a run with a different config; use a new directory or resume=False")
-    cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
-    t_start = time.perf_counter()
-
-    setup = prepare(cfg, progress=progress) if setup is None else setup
-    agent, demos, state = setup.agent, setup.demos, setup.state
+        try:
+            saved = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{cfg_path}: not a readable config ({e}); use a new directory or "
+                            "resume=False") from None
+        changes = _config_changes(saved, json.loads(json.dumps(cfg.to_dict())))
+        if changes:
+            shown = "; ".join(changes[:5]) + ("; ..." if len(changes) > 5 else "")
+            raise UserError(f"{run_dir} holds a run with a different config ({shown}); use a new directory "
+                            "or start over with resume=False (--no-resume)")
+    demos = setup.demos if setup is not None else load_demos(cfg)
     env = make_env(cfg.task, seed=cfg.seed)
+    _check_demos_fit(cfg, demos, env)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    setup = prepare(cfg, demos, progress=progress) if setup is None else setup
+    agent, state = setup.agent, setup.state
     # Toy tasks are cheap to copy: evaluate all episodes in lockstep (one batched policy call per step).
     n_eval_envs = cfg.eval_episodes if cfg.task in TOY_TASKS else 1
     eval_envs = [make_env(cfg.task, seed=cfg.seed + 1) for _ in range(n_eval_envs)]

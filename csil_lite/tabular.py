@@ -1,9 +1,16 @@
 """Tabular soft RL and coherent imitation on small gridworlds (book chapters 1 and 2).
 
 Everything here is exact: transition tensors are explicit, policy evaluation is a linear solve and the
-discounted occupancy is computed in closed form. That makes the one claim CSIL rests on checkable to machine
-precision: a behaviour-cloned policy is a fixed point of soft policy iteration under its own coherent reward
-`alpha * (log pi_BC - log prior)` when the SPI temperature equals the reward scale.
+discounted occupancy is computed in closed form. That makes the claim CSIL rests on checkable to machine
+precision, together with its conditions: a behaviour-cloned policy q is a fixed point of soft policy
+iteration under its own coherent reward `alpha * (log q - log prior)` when the KL is taken to the prior,
+the SPI temperature `beta` equals the reward scale `alpha`, and either no state terminates or the reward
+is not shifted. The online CSIL objective (KL to q itself) has a different, sharper optimum
+(`online_improvement`), and with a success-absorbing goal a constant reward shift moves the optimum as well
+(`minimum_time_bias`).
+
+Notation (the book's): q = pi_bc is the BC policy, pi the policy being learned, p = prior the reference
+density, alpha the coherent reward's scale, beta the temperature of the KL regulariser.
 
 The gridworld follows the CSIL reference notebook (10x10, four moves clamped at the walls, gamma 0.95, a goal
 worth +1/(1-gamma) that returns the agent to the start, a trap worth -1/(1-gamma)) and adds a wind probability
@@ -41,7 +48,9 @@ __all__ = [
     "soft_value_iteration", "soft_value_iteration_trace", "soft_policy_iteration", "soft_policy_iteration_trace",
     "value_iteration", "greedy_policy", "occupancy", "state_action_occupancy", "expected_return",
     "soft_expert", "collect_demos", "bc_policy", "coherent_reward", "classifier_reward", "maxent_irl",
-    "csil_policy", "classifier_irl_policy", "gridworld_benchmark", "plot_grid",
+    "csil_policy", "classifier_irl_policy", "gridworld_benchmark", "plot_grid", "absorbing_states",
+    "shifted_coherent_reward", "coherent_reward_bound", "demo_reward_max", "online_value",
+    "online_improvement", "total_variation", "expected_visits", "ShiftBias", "minimum_time_bias",
 ]
 
 
@@ -159,15 +168,21 @@ def gridworld(
     goal: int = GOAL,
     trap: int | None = TRAP,
     start: int = START,
+    success: str = "restart",
 ) -> TabularMDP:
     """The reference's sparse gridworld; `wind` is the probability that any move is replaced by a push to x+1.
 
-    The goal is absorbing in the reference's sense: every action there returns to the start distribution, and it
-    is exempt from the wind. `wind=0.5` reproduces the reference's windy dynamics exactly (an intended move
+    `success="restart"` (the reference): every action at the goal pays +1/(1-gamma) and returns to the start
+    distribution, so the task repeats and no state terminates. `success="absorb"`: reaching the goal ends the
+    episode. The goal then loops on itself under every action with zero reward (an absorbing state, see
+    `absorbing_states`), and the +1/(1-gamma) is paid on the step that enters it. Either way the goal is
+    exempt from the wind. `wind=0.5` reproduces the reference's windy dynamics exactly (an intended move
     succeeds with probability 1/2, or 1 if it already goes right).
     """
     if not 0.0 <= wind <= 1.0:
         raise ValueError(f"wind: expected a probability in [0, 1], got {wind}")
+    if success not in ("restart", "absorb"):
+        raise ValueError(f"success: expected 'restart' or 'absorb', got {success!r}")
     S, A = width * width, len(ACTIONS)
     for name, s in (("goal", goal), ("trap", trap), ("start", start)):
         if s is not None and not 0 <= s < S:
@@ -178,14 +193,21 @@ def gridworld(
     for s in range(S):
         x, y = _coords(s, width)
         if s == goal:
-            P[s, :, :] = mu0
+            if success == "restart":
+                P[s, :, :] = mu0
+            else:
+                P[s, :, s] = 1.0
             continue
         push = _index(x + 1, y, width)
         for a, (dx, dy) in enumerate(ACTION_DELTAS):
             P[s, a, _index(x + dx, y + dy, width)] += 1.0 - wind
             P[s, a, push] += wind
     r = np.zeros((S, A))
-    r[goal, :] = 1.0 / (1.0 - gamma)
+    if success == "restart":
+        r[goal, :] = 1.0 / (1.0 - gamma)
+    else:
+        r += P[:, :, goal] / (1.0 - gamma)
+        r[goal, :] = 0.0
     if trap is not None:
         r[trap, :] = -1.0 / (1.0 - gamma)
     return make_mdp(P, r, mu0, gamma)
@@ -210,23 +232,23 @@ def _prior_or_uniform(mdp: TabularMDP, prior: ArrayLike | None) -> np.ndarray:
     return validate_policy("prior", prior, mdp.n_states, mdp.n_actions)
 
 
-def _check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
-    if not alpha > 0.0:
-        raise ValueError(f"alpha (temperature): expected > 0, got {alpha}; use value_iteration for alpha = 0")
-    return alpha
+def _check_beta(beta: float) -> float:
+    beta = float(beta)
+    if not beta > 0.0:
+        raise ValueError(f"beta (temperature): expected > 0, got {beta}; use value_iteration for beta = 0")
+    return beta
 
 
 def _log(p: jax.Array) -> jax.Array:
     return jnp.log(jnp.where(p > 0, p, 1.0)) + jnp.where(p > 0, 0.0, -jnp.inf)
 
 
-def _boltzmann(Q: jax.Array, alpha: float, log_prior: jax.Array) -> jax.Array:
-    return jax.nn.softmax(Q / alpha + log_prior, axis=1)
+def _boltzmann(Q: jax.Array, beta: float, log_prior: jax.Array) -> jax.Array:
+    return jax.nn.softmax(Q / beta + log_prior, axis=1)
 
 
-def _soft_v(Q: jax.Array, alpha: float, log_prior: jax.Array) -> jax.Array:
-    return alpha * logsumexp(Q / alpha + log_prior, axis=1)
+def _soft_v(Q: jax.Array, beta: float, log_prior: jax.Array) -> jax.Array:
+    return beta * logsumexp(Q / beta + log_prior, axis=1)
 
 
 def _kl(pi: jax.Array, prior: jax.Array) -> jax.Array:
@@ -239,25 +261,25 @@ def _backup(P: jax.Array, r: jax.Array, gamma: float, V: jax.Array) -> jax.Array
     return r + gamma * jnp.einsum("sat,t->sa", P, V)
 
 
-def _evaluate(P, r, gamma, pi, alpha, prior):
-    """Exact soft policy evaluation: V = sum_a pi (r + gamma P V) - alpha KL(pi || prior), a linear solve."""
+def _evaluate(P, r, gamma, pi, beta, prior):
+    """Exact soft policy evaluation: V = sum_a pi (r + gamma P V) - beta KL(pi || prior), a linear solve."""
     S = P.shape[0]
     P_pi = jnp.einsum("sa,sat->st", pi, P)
-    r_pi = jnp.sum(pi * r, axis=1) - alpha * _kl(pi, prior)
+    r_pi = jnp.sum(pi * r, axis=1) - beta * _kl(pi, prior)
     V = jnp.linalg.solve(jnp.eye(S) - gamma * P_pi, r_pi)
     return _backup(P, r, gamma, V), V
 
 
 @_x64
-def boltzmann_policy(Q: ArrayLike, alpha: float, prior: ArrayLike) -> np.ndarray:
-    """pi(a|s) proportional to prior(a|s) exp(Q(s,a)/alpha): the KL-regularised greedy step."""
-    return _boltzmann(jnp.asarray(Q), _check_alpha(alpha), _log(jnp.asarray(prior)))
+def boltzmann_policy(Q: ArrayLike, beta: float, prior: ArrayLike) -> np.ndarray:
+    """pi(a|s) proportional to prior(a|s) exp(Q(s,a)/beta): the KL-regularised greedy step."""
+    return _boltzmann(jnp.asarray(Q), _check_beta(beta), _log(jnp.asarray(prior)))
 
 
 @_x64
-def soft_value(Q: ArrayLike, alpha: float, prior: ArrayLike) -> np.ndarray:
-    """V(s) = alpha log sum_a prior(a|s) exp(Q(s,a)/alpha): the soft maximum of Q under the prior."""
-    return _soft_v(jnp.asarray(Q), _check_alpha(alpha), _log(jnp.asarray(prior)))
+def soft_value(Q: ArrayLike, beta: float, prior: ArrayLike) -> np.ndarray:
+    """V(s) = beta log sum_a prior(a|s) exp(Q(s,a)/beta): the soft maximum of Q under the prior."""
+    return _soft_v(jnp.asarray(Q), _check_beta(beta), _log(jnp.asarray(prior)))
 
 
 @_x64
@@ -274,36 +296,38 @@ def policy_entropy(pi: ArrayLike) -> np.ndarray:
 
 
 @_x64
-def soft_bellman_operator(mdp: TabularMDP, Q: ArrayLike, alpha: float, prior: ArrayLike | None = None) -> np.ndarray:
+def soft_bellman_operator(
+    mdp: TabularMDP, Q: ArrayLike, beta: float, prior: ArrayLike | None = None
+) -> np.ndarray:
     """(T Q)(s,a) = r(s,a) + gamma sum_s' P(s'|s,a) V_Q(s'), with V_Q the soft value of Q."""
     _check_mdp(mdp)
     prior = _prior_or_uniform(mdp, prior)
     Q = jnp.asarray(Q)
     _check_shape("Q", Q, (mdp.n_states, mdp.n_actions))
-    V = _soft_v(Q, _check_alpha(alpha), _log(jnp.asarray(prior)))
+    V = _soft_v(Q, _check_beta(beta), _log(jnp.asarray(prior)))
     return _backup(jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, V)
 
 
 @_x64
 def policy_evaluation(
-    mdp: TabularMDP, pi: ArrayLike, alpha: float = 0.0, prior: ArrayLike | None = None
+    mdp: TabularMDP, pi: ArrayLike, beta: float = 0.0, prior: ArrayLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact KL-regularised evaluation of a fixed policy: returns (Q^pi, V^pi). alpha = 0 gives plain evaluation."""
+    """Exact KL-regularised evaluation of a fixed policy: returns (Q^pi, V^pi); beta = 0: plain evaluation."""
     _check_mdp(mdp)
     pi = validate_policy("pi", pi, mdp.n_states, mdp.n_actions)
     prior = _prior_or_uniform(mdp, prior)
-    if alpha < 0:
-        raise ValueError(f"alpha: expected >= 0, got {alpha}")
+    if beta < 0:
+        raise ValueError(f"beta: expected >= 0, got {beta}")
     return _evaluate(
-        jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, jnp.asarray(pi), float(alpha), jnp.asarray(prior)
+        jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, jnp.asarray(pi), float(beta), jnp.asarray(prior)
     )
 
 
 # ------------------------------------------------------------------------------------------------ solvers
 @functools.partial(jax.jit, static_argnames=("iters",))
-def _svi(P, r, gamma, log_prior, alpha, Q0, iters):
+def _svi(P, r, gamma, log_prior, beta, Q0, iters):
     def step(Q, _):
-        Q_new = _backup(P, r, gamma, _soft_v(Q, alpha, log_prior))
+        Q_new = _backup(P, r, gamma, _soft_v(Q, beta, log_prior))
         return Q_new, jnp.max(jnp.abs(Q_new - Q))
 
     Q, residuals = jax.lax.scan(step, Q0, None, length=iters)
@@ -313,7 +337,7 @@ def _svi(P, r, gamma, log_prior, alpha, Q0, iters):
 @_x64
 def soft_value_iteration_trace(
     mdp: TabularMDP,
-    alpha: float,
+    beta: float,
     prior: ArrayLike | None = None,
     *,
     iters: int = 1000,
@@ -325,33 +349,33 @@ def soft_value_iteration_trace(
     float64 precision on the gridworld.
     """
     _check_mdp(mdp)
-    alpha = _check_alpha(alpha)
+    beta = _check_beta(beta)
     log_prior = _log(jnp.asarray(_prior_or_uniform(mdp, prior)))
     Q0 = jnp.zeros(mdp.r.shape) if q_init is None else jnp.asarray(q_init, dtype=jnp.float64)
     _check_shape("q_init", Q0, mdp.r.shape)
-    Q, residuals = _svi(jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, log_prior, alpha, Q0, int(iters))
-    return SoftSolution(_boltzmann(Q, alpha, log_prior), Q, _soft_v(Q, alpha, log_prior)), residuals
+    Q, residuals = _svi(jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, log_prior, beta, Q0, int(iters))
+    return SoftSolution(_boltzmann(Q, beta, log_prior), Q, _soft_v(Q, beta, log_prior)), residuals
 
 
 def soft_value_iteration(
     mdp: TabularMDP,
-    alpha: float,
+    beta: float,
     prior: ArrayLike | None = None,
     *,
     iters: int = 1000,
     q_init: ArrayLike | None = None,
 ) -> SoftSolution:
-    """Soft value iteration with a KL prior and temperature alpha; returns (pi, Q, V)."""
-    return soft_value_iteration_trace(mdp, alpha, prior, iters=iters, q_init=q_init)[0]
+    """Soft value iteration with a KL prior and temperature beta; returns (pi, Q, V)."""
+    return soft_value_iteration_trace(mdp, beta, prior, iters=iters, q_init=q_init)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("iters",))
-def _spi(P, r, gamma, prior, alpha, pi0, iters):
+def _spi(P, r, gamma, prior, beta, pi0, iters):
     log_prior = _log(prior)
 
     def step(pi, _):
-        Q, V = _evaluate(P, r, gamma, pi, alpha, prior)
-        pi_new = _boltzmann(Q, alpha, log_prior)
+        Q, V = _evaluate(P, r, gamma, pi, beta, prior)
+        pi_new = _boltzmann(Q, beta, log_prior)
         return pi_new, (jnp.max(jnp.abs(pi_new - pi)), Q, V)
 
     pi, (changes, Qs, Vs) = jax.lax.scan(step, pi0, None, length=iters)
@@ -361,39 +385,40 @@ def _spi(P, r, gamma, prior, alpha, pi0, iters):
 @_x64
 def soft_policy_iteration_trace(
     mdp: TabularMDP,
-    alpha: float,
+    beta: float,
     prior: ArrayLike | None = None,
     *,
     iters: int = 50,
     pi_init: ArrayLike | None = None,
 ) -> tuple[SoftSolution, np.ndarray]:
-    """Soft policy iteration: exact evaluation of pi_k, then pi_{k+1} = prior * exp(Q^{pi_k} / alpha) / Z.
+    """Soft policy iteration: exact evaluation of pi_k, then pi_{k+1} = prior * exp(Q^{pi_k} / beta) / Z.
 
     Returns the final (pi, Q^{pi_{k-1}}, V^{pi_{k-1}}) and max |pi_{k+1} - pi_k| per iteration. With
     `iters=1` this is exactly one evaluation + improvement step from `pi_init` (default: the prior).
     """
     _check_mdp(mdp)
-    alpha = _check_alpha(alpha)
+    beta = _check_beta(beta)
     if iters < 1:
         raise ValueError(f"iters: expected >= 1, got {iters}")
     prior = _prior_or_uniform(mdp, prior)
     pi0 = prior if pi_init is None else validate_policy("pi_init", pi_init, mdp.n_states, mdp.n_actions)
     pi, Q, V, changes = _spi(
-        jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, jnp.asarray(prior), alpha, jnp.asarray(pi0), int(iters)
+        jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, jnp.asarray(prior), beta, jnp.asarray(pi0),
+        int(iters),
     )
     return SoftSolution(pi, Q, V), changes
 
 
 def soft_policy_iteration(
     mdp: TabularMDP,
-    alpha: float,
+    beta: float,
     prior: ArrayLike | None = None,
     *,
     iters: int = 50,
     pi_init: ArrayLike | None = None,
 ) -> SoftSolution:
     """Soft policy iteration with a KL prior; returns (pi, Q, V) after `iters` evaluate-improve steps."""
-    return soft_policy_iteration_trace(mdp, alpha, prior, iters=iters, pi_init=pi_init)[0]
+    return soft_policy_iteration_trace(mdp, beta, prior, iters=iters, pi_init=pi_init)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("iters",))
@@ -406,7 +431,7 @@ def _vi(P, r, gamma, iters):
 
 @_x64
 def value_iteration(mdp: TabularMDP, *, iters: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Hard (alpha = 0) value iteration: returns (Q*, V*), the limit soft solutions approach as alpha -> 0."""
+    """Hard (beta = 0) value iteration: returns (Q*, V*), the limit soft solutions approach as beta -> 0."""
     _check_mdp(mdp)
     Q = _vi(jnp.asarray(mdp.P), jnp.asarray(mdp.r), mdp.gamma, int(iters))
     return Q, jnp.max(Q, axis=1)
@@ -444,9 +469,9 @@ def expected_return(mdp: TabularMDP, pi: ArrayLike) -> float:
 
 
 # --------------------------------------------------------------------------------- experts and imitation
-def soft_expert(mdp: TabularMDP, alpha: float = 0.1, *, iters: int = 1000) -> SoftSolution:
+def soft_expert(mdp: TabularMDP, beta: float = 0.1, *, iters: int = 1000) -> SoftSolution:
     """The reference expert: soft-optimal for the true reward at temperature 0.1 under a uniform prior."""
-    return soft_value_iteration(mdp, alpha, None, iters=iters)
+    return soft_value_iteration(mdp, beta, None, iters=iters)
 
 
 def collect_demos(
@@ -458,11 +483,14 @@ def collect_demos(
     greedy: bool = True,
     seed: int = 0,
     max_episode_steps: int = 1000,
+    record_absorbing: bool = True,
 ) -> np.ndarray:
     """Roll out `pi` (its argmax if `greedy`) and return state-action visit counts [S, A].
 
-    As in the reference, the step taken in an absorbing state is recorded and then the episode ends. Episodes
-    that do not reach an absorbing state within `max_episode_steps` raise rather than being truncated silently.
+    As in the reference, the step taken in an absorbing state is recorded and then the episode ends
+    (`record_absorbing=False` leaves it out: on a success-absorbing grid nothing is demonstrated after
+    success). Episodes that do not reach an absorbing state within `max_episode_steps` raise rather than
+    being truncated silently.
     """
     _check_mdp(mdp)
     pi = validate_policy("pi", pi, mdp.n_states, mdp.n_actions)
@@ -475,10 +503,12 @@ def collect_demos(
     for episode in range(n_episodes):
         s = int(rng.choice(S, p=mdp.mu0))
         for _ in range(max_episode_steps):
+            if s in absorbing_set:
+                if record_absorbing:
+                    counts[s, int(np.argmax(pi[s])) if greedy else int(rng.choice(A, p=pi[s]))] += 1
+                break
             a = int(np.argmax(pi[s])) if greedy else int(rng.choice(A, p=pi[s]))
             counts[s, a] += 1
-            if s in absorbing_set:
-                break
             s = int(rng.choice(S, p=mdp.P[s, a]))
         else:
             raise RuntimeError(
@@ -528,7 +558,7 @@ def classifier_reward(counts: ArrayLike) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("iters", "inner_iters"))
-def _meirl(P, mu0, gamma, log_prior, alpha, target, lr, iters, inner_iters):
+def _meirl(P, mu0, gamma, log_prior, beta, target, lr, iters, inner_iters):
     S = P.shape[0]
 
     def occ(pi):
@@ -537,8 +567,8 @@ def _meirl(P, mu0, gamma, log_prior, alpha, target, lr, iters, inner_iters):
         return rho[:, None] * pi
 
     def outer(r, _):
-        Q, _ = _svi(P, r, gamma, log_prior, alpha, jnp.zeros_like(r), inner_iters)
-        error = target - occ(_boltzmann(Q, alpha, log_prior))
+        Q, _ = _svi(P, r, gamma, log_prior, beta, jnp.zeros_like(r), inner_iters)
+        error = target - occ(_boltzmann(Q, beta, log_prior))
         return r + lr * error, jnp.mean(error**2)
 
     return jax.lax.scan(outer, jnp.zeros_like(target), None, length=iters)
@@ -549,7 +579,7 @@ def maxent_irl(
     mdp: TabularMDP,
     counts: ArrayLike,
     *,
-    alpha: float = 1.0,
+    beta: float = 1.0,
     prior: ArrayLike | None = None,
     iters: int = 500,
     inner_iters: int = 100,
@@ -562,7 +592,7 @@ def maxent_irl(
     it always runs `iters` steps (no early stop), so the result does not depend on a stopping threshold.
     """
     _check_mdp(mdp)
-    alpha = _check_alpha(alpha)
+    beta = _check_beta(beta)
     counts = np.asarray(counts, dtype=np.float64)
     _check_shape("counts", counts, mdp.r.shape)
     if counts.sum() <= 0:
@@ -570,9 +600,11 @@ def maxent_irl(
     log_prior = _log(jnp.asarray(_prior_or_uniform(mdp, prior)))
     P, mu0 = jnp.asarray(mdp.P), jnp.asarray(mdp.mu0)
     target = jnp.asarray(counts / counts.sum())
-    reward, errors = _meirl(P, mu0, mdp.gamma, log_prior, alpha, target, float(lr), int(iters), int(inner_iters))
-    Q, _ = _svi(P, reward, mdp.gamma, log_prior, alpha, jnp.zeros_like(reward), int(inner_iters))
-    sol = SoftSolution(_boltzmann(Q, alpha, log_prior), Q, _soft_v(Q, alpha, log_prior))
+    reward, errors = _meirl(
+        P, mu0, mdp.gamma, log_prior, beta, target, float(lr), int(iters), int(inner_iters)
+    )
+    Q, _ = _svi(P, reward, mdp.gamma, log_prior, beta, jnp.zeros_like(reward), int(inner_iters))
+    sol = SoftSolution(_boltzmann(Q, beta, log_prior), Q, _soft_v(Q, beta, log_prior))
     return sol, reward, errors
 
 
@@ -580,29 +612,222 @@ def csil_policy(
     mdp: TabularMDP,
     pi_bc: ArrayLike,
     *,
-    reward_scale: float = 1.0,
-    alpha: float = 1e-3,
+    alpha: float = 1.0,
+    beta: float = 1e-3,
     prior: ArrayLike | None = None,
     iters: int = 50,
 ) -> tuple[SoftSolution, np.ndarray]:
     """Tabular CSIL: soft policy iteration on the coherent reward, started at pi_BC. Returns (solution, reward).
 
-    With `alpha == reward_scale` pi_BC is already the fixed point; the reference uses reward scale 1 and a much
-    colder SPI temperature (1e-3), so the policy sharpens towards the demonstrated actions and, where the BC
-    policy is uniform, learns to steer back to the demonstrated states.
+    The reward has scale `alpha` and the SPI step regularises towards the prior at temperature `beta`. With
+    `beta == alpha` pi_BC is already the fixed point (chapter 2, proposition after {eq}`eq-coherent-reward`);
+    the reference uses alpha = 1 and a much colder SPI temperature (beta = 1e-3), so the policy sharpens
+    towards the demonstrated actions and, where the BC policy is uniform, learns to steer back to the
+    demonstrated states.
     """
     prior = _prior_or_uniform(mdp, prior)
-    reward = coherent_reward(pi_bc, prior, reward_scale)
-    sol = soft_policy_iteration(mdp._replace(r=reward), alpha, prior, iters=iters, pi_init=pi_bc)
+    reward = coherent_reward(pi_bc, prior, alpha)
+    sol = soft_policy_iteration(mdp._replace(r=reward), beta, prior, iters=iters, pi_init=pi_bc)
     return sol, reward
 
 
 def classifier_irl_policy(
-    mdp: TabularMDP, counts: ArrayLike, pi_init: ArrayLike, *, alpha: float = 0.01, iters: int = 50
+    mdp: TabularMDP, counts: ArrayLike, pi_init: ArrayLike, *, beta: float = 0.01, iters: int = 50
 ) -> tuple[SoftSolution, np.ndarray]:
-    """Classifier-reward IRL (reference settings: alpha 0.01, started at BC). Returns (solution, reward)."""
+    """Classifier-reward IRL (reference settings: beta 0.01, started at BC). Returns (solution, reward)."""
     reward = classifier_reward(counts)
-    return soft_policy_iteration(mdp._replace(r=reward), alpha, None, iters=iters, pi_init=pi_init), reward
+    return soft_policy_iteration(mdp._replace(r=reward), beta, None, iters=iters, pi_init=pi_init), reward
+
+
+# ------------------------------------------------------------------- the online objective and reward shifts
+def absorbing_states(mdp: TabularMDP) -> np.ndarray:
+    """Mask of the states every action keeps in place (an ended episode, e.g. a success-absorbing goal)."""
+    _check_mdp(mdp)
+    P = np.asarray(mdp.P)
+    return np.all(P[np.arange(mdp.n_states), :, np.arange(mdp.n_states)] == 1.0, axis=1)
+
+
+def _reference(name: str, reference: str | ArrayLike, pi_bc: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    if isinstance(reference, str):
+        if reference == "bc":
+            return pi_bc
+        if reference == "prior":
+            return prior
+        raise ValueError(f"{name}: expected 'bc', 'prior' or a policy table, got {reference!r}")
+    return validate_policy(name, reference, *pi_bc.shape)
+
+
+def shifted_coherent_reward(
+    pi_bc: ArrayLike,
+    prior: ArrayLike | None = None,
+    alpha: float = 1.0,
+    shift: float = 0.0,
+    absorbing: ArrayLike | None = None,
+) -> np.ndarray:
+    """Chapter 2, {eq}`eq-shifted-reward`: alpha (log q - log p) - shift, and 0 in absorbing states.
+
+    Once an episode has ended (an absorbing state) nothing is paid, neither the log-ratio nor the shift;
+    this is what makes a constant shift matter when episodes end on success.
+    """
+    r = coherent_reward(pi_bc, prior, alpha) - float(shift)
+    if absorbing is not None:
+        absorbing = np.asarray(absorbing, dtype=bool)
+        _check_shape("absorbing", absorbing, (r.shape[0],))
+        r[absorbing] = 0.0
+    return r
+
+
+def coherent_reward_bound(prior: ArrayLike, alpha: float = 1.0) -> float:
+    """Chapter 2, {eq}`eq-reward-bound`: alpha max_{s,a} (-log p(a|s)), an upper bound on the coherent
+    reward of *any* policy (q <= 1), reached only where q puts all its mass on one action; chapter 5's
+    'bound' shift."""
+    prior = np.asarray(prior, dtype=np.float64)
+    if prior.ndim != 2 or np.any(prior <= 0):
+        raise ValueError(f"prior: expected a strictly positive (S, A) table, got shape {prior.shape}")
+    return float(alpha * np.max(-np.log(prior)))
+
+
+def demo_reward_max(
+    pi_bc: ArrayLike, counts: ArrayLike, prior: ArrayLike | None = None, alpha: float = 1.0
+) -> float:
+    """The largest coherent reward of the BC policy on the demonstrated pairs (counts > 0): 'demos' shift."""
+    r = coherent_reward(pi_bc, prior, alpha)
+    counts = np.asarray(counts)
+    _check_shape("counts", counts, r.shape)
+    if not np.any(counts > 0):
+        raise ValueError("counts: no demonstrated state-action pairs")
+    return float(r[counts > 0].max())
+
+
+def online_value(
+    mdp: TabularMDP,
+    pi_bc: ArrayLike,
+    *,
+    alpha: float,
+    beta: float,
+    reference: str | ArrayLike = "bc",
+    prior: ArrayLike | None = None,
+    shift: float = 0.0,
+) -> np.ndarray:
+    """Chapter 2, {eq}`eq-online-value`: the exact value of q under the shifted coherent reward with a KL to
+    the reference at temperature beta,
+    V^q = (I - gamma P_q)^{-1} [m (alpha KL(q||p) - shift) - beta KL(q||ref)],
+    m = 1 outside absorbing states. Written out in numpy, independently of the soft policy iteration code."""
+    _check_mdp(mdp)
+    q = np.asarray(pi_bc, dtype=np.float64)
+    q = validate_policy("pi_bc", q, mdp.n_states, mdp.n_actions)
+    p = _prior_or_uniform(mdp, prior)
+    ref = _reference("reference", reference, q, p)
+    beta = _check_beta(beta)
+    m = ~absorbing_states(mdp)
+    kl_qp = np.sum(q * (np.log(q) - np.log(p)), axis=1)
+    kl_qref = np.sum(q * (np.log(q) - np.log(ref)), axis=1)
+    r_q = m * (alpha * kl_qp - float(shift)) - beta * kl_qref
+    P_q = np.einsum("sa,sat->st", q, np.asarray(mdp.P))
+    return np.linalg.solve(np.eye(mdp.n_states) - mdp.gamma * P_q, r_q)
+
+
+def online_improvement(
+    mdp: TabularMDP,
+    pi_bc: ArrayLike,
+    *,
+    alpha: float,
+    beta: float,
+    reference: str | ArrayLike = "bc",
+    prior: ArrayLike | None = None,
+    shift: float = 0.0,
+) -> np.ndarray:
+    """Chapter 2, {eq}`eq-online-step`: one soft policy improvement step from q on the shifted coherent
+    reward, regularised towards `reference` ('bc' = q, CSIL's online objective; 'prior' = p) at temperature
+    beta:
+
+        pi(a|s) propto ref(a|s) (q(a|s)/p(a|s))^{m alpha/beta} exp((gamma E_{s'}[V^q(s')] - m shift)/beta)
+
+    with V^q from `online_value`. For ref = q this is q^{1 + alpha/beta} p^{-alpha/beta} exp(...): a
+    sharpened q.
+    It leaves q in place when ref = p, beta = alpha and gamma P V^q - m shift is constant across actions (no
+    absorbing state, or shift = 0).
+    """
+    q = validate_policy("pi_bc", pi_bc, mdp.n_states, mdp.n_actions)
+    p = _prior_or_uniform(mdp, prior)
+    ref = _reference("reference", reference, q, p)
+    V = online_value(mdp, q, alpha=alpha, beta=beta, reference=ref, prior=p, shift=shift)
+    m = (~absorbing_states(mdp)).astype(np.float64)[:, None]
+    logits = (np.log(ref) + m * (alpha / beta) * (np.log(q) - np.log(p))
+              + (mdp.gamma * np.asarray(mdp.P) @ V - m * float(shift)) / beta)
+    logits -= logits.max(axis=1, keepdims=True)
+    pi = np.exp(logits)
+    return pi / pi.sum(axis=1, keepdims=True)
+
+
+def total_variation(pi: ArrayLike, q: ArrayLike) -> np.ndarray:
+    """Per-state total-variation distance 0.5 sum_a |pi(a|s) - q(a|s)| (0: identical, 1: disjoint)."""
+    return 0.5 * np.abs(np.asarray(pi, dtype=np.float64) - np.asarray(q, dtype=np.float64)).sum(axis=-1)
+
+
+def expected_visits(mdp: TabularMDP, pi: ArrayLike) -> np.ndarray:
+    """Expected number of (undiscounted) visits to each state before an absorbing state is reached, from mu0.
+
+    Absorbing states get 0; the sum is the expected number of steps to absorption. Raises if the MDP has no
+    absorbing state or `pi` does not reach one with probability 1.
+    """
+    _check_mdp(mdp)
+    pi = validate_policy("pi", pi, mdp.n_states, mdp.n_actions)
+    absorbing = absorbing_states(mdp)
+    if not absorbing.any():
+        raise ValueError("mdp: no absorbing state, so the number of steps to absorption is undefined")
+    t = ~absorbing
+    P_pi = np.einsum("sa,sat->st", pi, np.asarray(mdp.P))[np.ix_(t, t)]
+    visits = np.zeros(mdp.n_states)
+    with np.errstate(all="ignore"):
+        try:
+            visits[t] = np.linalg.solve((np.eye(int(t.sum())) - P_pi).T, np.asarray(mdp.mu0)[t])
+        except np.linalg.LinAlgError:
+            visits[:] = np.nan
+    if not np.all(np.isfinite(visits)) or np.any(visits < -1e-9) or np.sum(visits) > 1e12:
+        raise ValueError("pi: does not reach an absorbing state with probability 1 (expected visits diverge)")
+    return np.maximum(visits, 0.0)
+
+
+class ShiftBias(NamedTuple):
+    """What a constant reward shift does to the optimum (see `minimum_time_bias`)."""
+
+    shift: float
+    pi: np.ndarray  # soft-optimal policy of the shifted coherent reward
+    max_tv: float  # max over demonstrated states of TV(pi, q)
+    visits: np.ndarray  # expected visits per state before success under pi (sum: expected steps)
+    visits_bc: np.ndarray  # the same under q
+
+
+def minimum_time_bias(
+    mdp: TabularMDP,
+    pi_bc: ArrayLike,
+    counts: ArrayLike,
+    *,
+    shift: float,
+    alpha: float = 1.0,
+    beta: float | None = None,
+    reference: str | ArrayLike = "prior",
+    prior: ArrayLike | None = None,
+    iters: int = 2000,
+) -> ShiftBias:
+    """Chapter 2, {eq}`eq-shift-absorbing`: solve the KL-regularised problem on the shifted coherent reward
+    exactly (soft value iteration, temperature beta, default alpha; KL to `reference`) and measure how far its
+    optimum is from q: the largest total-variation distance on the demonstrated states and the expected visits
+    before success. With reference 'prior', beta = alpha and shift = 0 the optimum is q itself, so any
+    distance is the shift's doing; on an MDP without absorbing states the shift changes nothing.
+    """
+    q = validate_policy("pi_bc", pi_bc, mdp.n_states, mdp.n_actions)
+    p = _prior_or_uniform(mdp, prior)
+    ref = _reference("reference", reference, q, p)
+    counts = np.asarray(counts)
+    _check_shape("counts", counts, q.shape)
+    beta = alpha if beta is None else beta
+    r = shifted_coherent_reward(q, p, alpha, shift, absorbing_states(mdp))
+    sol = soft_value_iteration(mdp._replace(r=r), beta, ref, iters=iters)
+    seen = counts.sum(axis=1) > 0
+    max_tv = float(total_variation(sol.pi, q)[seen].max()) if seen.any() else 0.0
+    return ShiftBias(float(shift), sol.pi, max_tv, expected_visits(mdp, sol.pi), expected_visits(mdp, q))
 
 
 class Benchmark(NamedTuple):
@@ -619,9 +844,9 @@ def gridworld_benchmark(
     wind: float = 0.5,
     n_episodes: int = 100,
     seed: int = 0,
-    expert_alpha: float = 0.1,
-    csil_alpha: float = 1e-3,
-    csil_reward_scale: float = 1.0,
+    expert_beta: float = 0.1,
+    csil_beta: float = 1e-3,
+    csil_alpha: float = 1.0,
     meirl: bool = True,
     meirl_iters: int = 500,
     greedy_demos: bool = True,
@@ -632,10 +857,10 @@ def gridworld_benchmark(
     is used for evaluation only.
     """
     nominal, windy = gridworld(0.0), gridworld(wind)
-    expert = soft_expert(nominal, expert_alpha)
+    expert = soft_expert(nominal, expert_beta)
     counts = collect_demos(nominal, expert.pi, n_episodes=n_episodes, greedy=greedy_demos, seed=seed)
     pi_bc = bc_policy(counts)
-    csil, r_csil = csil_policy(nominal, pi_bc, reward_scale=csil_reward_scale, alpha=csil_alpha)
+    csil, r_csil = csil_policy(nominal, pi_bc, alpha=csil_alpha, beta=csil_beta)
     clf, r_clf = classifier_irl_policy(nominal, counts, pi_bc)
     policies = {
         "greedy expert": greedy_policy(expert.pi),

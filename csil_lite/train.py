@@ -2,66 +2,143 @@
 
     csil-lite train --algo csil --task pointmass-obstacles --preset preview --seed 0 --out runs/csil-0
 
-Re-running the same command on the same --out resumes from the last checkpoint.
+Re-running the same command on the same --out resumes from the last checkpoint. Every flag, `--set` override
+and input file is checked before the run directory is created, so a bad invocation leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
+from typing import Any
 
-from csil_lite.config import PRESETS, preset
+from csil_lite.config import PRESETS, AgentConfig, NetworkConfig, RunConfig, preset
 from csil_lite.configs import ALGORITHMS
-from csil_lite.envs.registry import TASKS
+from csil_lite.envs.registry import TASKS, TOY_TASKS
+from csil_lite.errors import ArgumentParser, UserError, check_input_file, check_output_path, int_at_least
+
+GROUPS: dict[str, type] = {"agent": AgentConfig, "nets": NetworkConfig}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="csil-lite train", description=__doc__.split("\n")[0])
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="csil-lite train", description=__doc__.split("\n")[0])
     p.add_argument("--algo", choices=tuple(ALGORITHMS), default="csil",
                    help="a named configuration of csil_lite.configs")
-    p.add_argument("--task", default="pointmass-obstacles", help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--task", choices=TASKS, metavar="TASK", default="pointmass-obstacles",
+                   help=f"one of {', '.join(TASKS)}")
     p.add_argument("--preset", choices=PRESETS, default="preview",
                    help="budget: preview (CPU minutes) or reference (the reference CSIL code's); paper: with CSIL++")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--out", required=True, help="run directory (config.json, metrics.jsonl, checkpoint/)")
     p.add_argument("--demos", default=None, help="robomimic HDF5 with demonstrations (robosuite tasks)")
-    p.add_argument("--num-demos", type=int, default=None)
-    p.add_argument("--env-steps", type=int, default=None)
+    p.add_argument("--num-demos", type=int_at_least(1), default=None)
+    p.add_argument("--env-steps", type=int_at_least(1), default=None)
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a config field, e.g. --set agent.beta=0.1 --set nets.features=128")
-    args = p.parse_args(argv)
+    return p
 
-    overrides: dict = {"task": args.task, "seed": args.seed, "algo": args.algo, "agent": {}, "nets": {}}
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _check_field(item: str, cls: type, name: str) -> None:
+    names = _field_names(cls)
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"--set {item}: {cls.__name__} has no field {name!r}{hint} "
+                        f"(fields: {', '.join(names)})")
+
+
+def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """`--set FIELD=JSON` items -> (preset overrides, {"Class.field": item} to point errors at their flag).
+
+    A value that is not valid JSON is taken as a string; JSON lists become tuples (the configs' sizes).
+    """
+    overrides: dict[str, Any] = {"agent": {}, "nets": {}}
+    origin: dict[str, str] = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        field = field.strip()
+        if not sep or not field or not value:
+            raise UserError(f"--set {item!r}: expected FIELD=VALUE, e.g. agent.beta=0.1 or nets.features=128")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        if isinstance(parsed, list):
+            parsed = tuple(parsed)
+        if "." in field:
+            group, name = field.split(".", 1)
+            if group not in GROUPS:
+                raise UserError(f"--set {item}: unknown group {group!r}; use agent.FIELD, nets.FIELD or a "
+                                "RunConfig field")
+            if name == "algo":
+                raise UserError(f"--set {item}: choose the algorithm with --algo")
+            _check_field(item, GROUPS[group], name)
+            overrides[group][name] = parsed
+            origin[f"{GROUPS[group].__name__}.{name}"] = item
+        else:
+            if field in GROUPS:
+                raise UserError(f"--set {item}: {field!r} is a group; set its fields one by one, "
+                                f"e.g. --set {field}.{_field_names(GROUPS[field])[0]}=...")
+            if field == "algo":
+                raise UserError(f"--set {item}: choose the algorithm with --algo")
+            _check_field(item, RunConfig, field)
+            overrides[field] = parsed
+            origin[f"RunConfig.{field}"] = item
+    return overrides, origin
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's config from the parsed flags; an invalid value is a `UserError` naming its field and flag."""
+    overrides: dict[str, Any] = {"task": args.task, "seed": args.seed, "algo": args.algo}
     if args.demos:
         overrides["demos_path"] = args.demos
     if args.num_demos is not None:
         overrides["num_demos"] = args.num_demos
     if args.env_steps is not None:
         overrides["env_steps"] = args.env_steps
-    for item in args.set:
-        field, _, value = item.partition("=")
-        if not value:
-            p.error(f"--set expects FIELD=JSON, got {item!r}")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        if "." in field:
-            group, name = field.split(".", 1)
-            if group not in ("agent", "nets"):
-                p.error(f"--set: unknown group {group!r} (use agent.* or nets.*)")
-            overrides[group][name] = tuple(parsed) if isinstance(parsed, list) else parsed
-        else:
-            overrides[field] = parsed
+    from_set, origin = parse_overrides(args.set)
+    overrides.update(from_set)
     try:
         cfg = preset(args.preset, **overrides)
-    except (TypeError, ValueError) as err:
-        p.error(str(err))
+    except ValueError as err:  # the configs' validators: every value here came from the command line
+        where = next((f" (from --set {item})" for key, item in origin.items() if key in str(err)), "")
+        raise UserError(f"{err}{where}") from err
+    if cfg.task not in TASKS:
+        raise UserError(f"task {cfg.task!r} (from --set): expected one of {', '.join(TASKS)}")
+    return cfg
 
+
+def check_inputs(cfg: RunConfig, args: argparse.Namespace) -> None:
+    """Cheap checks of the paths a run needs, with the flag that names them (the loop reads the files later,
+    still before it creates the run directory)."""
+    check_output_path("--out", args.out, directory=True)
+    flag = "--demos" if args.demos else "--set demos_path"
+    if cfg.demos_path:
+        check_input_file(flag, cfg.demos_path)
+    elif cfg.task not in TOY_TASKS:
+        raise UserError(f"--task {cfg.task}: a robosuite task needs demonstrations; pass --demos FILE.hdf5 "
+                        f"(make one with `csil-lite demos generate --task {cfg.task} --out FILE.hdf5`)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    check_inputs(cfg, args)
+
+    from csil_lite.data.robomimic import DatasetError
     from csil_lite.loop import train  # heavy imports only once the arguments are valid
 
-    summary = train(cfg, args.out, resume=not args.no_resume)
+    try:
+        summary = train(cfg, args.out, resume=not args.no_resume)
+    except DatasetError as err:  # the only file a run reads is the demonstrations file
+        raise UserError(f"--demos: {err}") from err
     summary.pop("state", None)
     print(json.dumps(summary, indent=2))
     return 0

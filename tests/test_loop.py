@@ -141,3 +141,20 @@ def test_csilpp_critic_runs_end_to_end_and_resumes(tmp_path):
         from csil_lite.loop import prepare
 
         prepare(preset("preview", **{**TINY, "nets": nets, "agent": dict(TINY["agent"])}), progress=False)
+
+
+def test_prepare_clips_the_demonstrations_once_for_every_stage():
+    """demo_action_margin: BC, the reward shift, SARSA and the online batches all see the clipped actions."""
+    import numpy as np
+
+    from csil_lite.loop import load_demos, prepare
+
+    cfg = _cfg(bc_steps=10, critic_pretrain_steps=5, demo_action_margin=0.1)
+    raw = load_demos(cfg)
+    assert np.abs(raw.action).max() == 1.0  # the scripted expert saturates
+    setup = prepare(cfg, progress=False)
+    assert np.abs(setup.demos.action).max() == pytest.approx(0.9)
+    np.testing.assert_allclose(setup.demos.action, np.clip(raw.action, -0.9, 0.9))
+    np.testing.assert_allclose(setup.demos.next_action, np.clip(raw.next_action, -0.9, 0.9))
+    unclipped = prepare(_cfg(bc_steps=10, critic_pretrain_steps=5, demo_action_margin=0.0), progress=False)
+    np.testing.assert_array_equal(unclipped.demos.action, raw.action)

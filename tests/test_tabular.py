@@ -59,14 +59,16 @@ def test_make_mdp_names_the_row_that_does_not_sum_to_one():
         T.make_mdp(mdp.P, mdp.r, 2 * mdp.mu0, 0.9)
 
 
-def test_policy_and_alpha_validation():
+def test_policy_and_beta_validation():
     mdp = random_mdp()
     with pytest.raises(ValueError, match=r"pi_init: expected shape \(6, 3\), got \(6, 2\)"):
         T.soft_policy_iteration(mdp, 1.0, pi_init=np.full((6, 2), 0.5))
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=r"beta \(temperature\): expected > 0"):
         T.soft_value_iteration(mdp, 0.0)
     with pytest.raises(ValueError, match="wind"):
         T.gridworld(wind=1.5)
+    with pytest.raises(ValueError, match="success: expected 'restart' or 'absorb'"):
+        T.gridworld(success="end")
 
 
 def test_gridworld_matches_reference_construction(grid):
@@ -95,7 +97,7 @@ def test_soft_value_iteration_reaches_soft_bellman_fixed_point():
     np.testing.assert_allclose(pi, T.boltzmann_policy(Q, 0.5, prior), atol=1e-12)
     # gamma-contraction: residual k+1 <= gamma * residual k (up to round-off)
     assert np.all(residuals[1:50] <= mdp.gamma * residuals[:49] + 1e-12)
-    # the Boltzmann policy is greedy for the KL-regularised objective: V = E_pi[Q] - alpha KL(pi || prior)
+    # the Boltzmann policy is greedy for the KL-regularised objective: V = E_pi[Q] - beta KL(pi || prior)
     np.testing.assert_allclose(V, (pi * Q).sum(1) - 0.5 * T.kl_to_prior(pi, prior), atol=1e-10)
 
 
@@ -113,11 +115,11 @@ def test_temperature_to_zero_recovers_greedy_policy_and_hard_value():
     Q_star, V_star = T.value_iteration(mdp, iters=600)
     greedy = T.greedy_policy(Q_star)
     gaps = []
-    for alpha in (1.0, 0.1, 0.01, 1e-3):
-        sol = T.soft_value_iteration(mdp, alpha, iters=600)
-        # uniform prior: V* - alpha log|A| / (1 - gamma) <= V_alpha <= V*
+    for beta in (1.0, 0.1, 0.01, 1e-3):
+        sol = T.soft_value_iteration(mdp, beta, iters=600)
+        # uniform prior: V* - beta log|A| / (1 - gamma) <= V_beta <= V*
         assert np.all(sol.V <= V_star + 1e-9)
-        assert np.all(sol.V >= V_star - alpha * np.log(4) / (1 - mdp.gamma) - 1e-9)
+        assert np.all(sol.V >= V_star - beta * np.log(4) / (1 - mdp.gamma) - 1e-9)
         gaps.append(np.abs(sol.pi - greedy).max())
     assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 1e-6
 
@@ -189,7 +191,7 @@ def test_coherence_with_non_uniform_prior():
 
 def test_mismatched_temperature_moves_away_from_bc(grid, demo_setup):
     _, _, pi_bc = demo_setup
-    sol, _ = T.csil_policy(grid, pi_bc, reward_scale=1.0, alpha=1e-3)
+    sol, _ = T.csil_policy(grid, pi_bc, alpha=1.0, beta=1e-3)
     assert np.abs(sol.pi - pi_bc).max() > 0.5  # colder SPI sharpens pi_BC off the demonstrations
 
 
@@ -233,3 +235,156 @@ def test_collect_demos_raises_instead_of_truncating(grid):
     always_right = T.greedy_policy(np.tile([1.0, 0.0, 0.0, 0.0], (100, 1)))
     with pytest.raises(RuntimeError, match="did not reach an absorbing state"):
         T.collect_demos(grid, always_right, n_episodes=1, max_episode_steps=50)
+
+
+# ------------------------------------------------------- the online objective, shifts and absorbing success
+@pytest.fixture(scope="module")
+def few_demos():
+    """Restarting grid with a BC policy from 3 episodes: q puts 0.87 on the demonstrated action, not ~1."""
+    grid = T.gridworld()
+    counts = T.collect_demos(grid, T.soft_expert(grid).pi, n_episodes=3, seed=0)
+    return grid, counts, T.bc_policy(counts)
+
+
+@pytest.fixture(scope="module")
+def success_grid():
+    """Success-absorbing grid; BC from one episode, nothing recorded after success (q = p at the goal)."""
+    grid = T.gridworld(success="absorb")
+    expert = T.soft_value_iteration(grid, 0.1)
+    counts = T.collect_demos(grid, expert.pi, n_episodes=1, seed=0, record_absorbing=False)
+    return grid, counts, T.bc_policy(counts)
+
+
+def _one_spi_step(mdp, q, *, alpha, beta, reference, shift=0.0):
+    r = T.shifted_coherent_reward(q, None, alpha, shift, T.absorbing_states(mdp))
+    ref = q if reference == "bc" else T.uniform_prior(*q.shape)
+    return T.soft_policy_iteration(mdp._replace(r=r), beta, ref, iters=1, pi_init=q)
+
+
+@pytest.mark.parametrize("reference", ["prior", "bc"])
+@pytest.mark.parametrize("beta", [0.1, 0.5, 1.0, 3.0])
+@pytest.mark.parametrize("shift", [0.0, 0.7])
+def test_online_closed_form_matches_one_spi_step(few_demos, success_grid, reference, beta, shift):
+    for mdp, _, q in (few_demos, success_grid):
+        closed = T.online_improvement(mdp, q, alpha=1.0, beta=beta, reference=reference, shift=shift)
+        spi = _one_spi_step(mdp, q, alpha=1.0, beta=beta, reference=reference, shift=shift)
+        np.testing.assert_allclose(closed, spi.pi, atol=1e-10)
+        # the closed-form value of q is the one SPI evaluates (V^q)
+        V = T.online_value(mdp, q, alpha=1.0, beta=beta, reference=reference, shift=shift)
+        _, V_spi = T.policy_evaluation(mdp._replace(r=T.shifted_coherent_reward(
+            q, None, 1.0, shift, T.absorbing_states(mdp))), q, beta, q if reference == "bc" else None)
+        np.testing.assert_allclose(V, V_spi, atol=1e-9)
+
+
+def test_closed_form_matches_spi_with_a_non_uniform_prior():
+    mdp = random_mdp(13)
+    prior, q = random_policy(14, 6, 3), random_policy(15, 6, 3)
+    for reference, ref in (("bc", q), ("prior", prior)):
+        closed = T.online_improvement(mdp, q, alpha=0.7, beta=0.2, reference=reference, prior=prior,
+                                      shift=0.3)
+        r = T.shifted_coherent_reward(q, prior, 0.7, 0.3)
+        spi = T.soft_policy_iteration(mdp._replace(r=r), 0.2, ref, iters=1, pi_init=q)
+        np.testing.assert_allclose(closed, spi.pi, atol=1e-10)
+        # ... and it is not q (the test can fail in both directions)
+        assert T.total_variation(closed, q).max() > 1e-2
+
+
+def test_only_prior_reference_at_beta_equal_alpha_leaves_bc_in_place(few_demos):
+    grid, _, q = few_demos
+    for alpha in (1.0, 0.3):
+        kept = T.online_improvement(grid, q, alpha=alpha, beta=alpha, reference="prior")
+        assert T.total_variation(kept, q).max() < 1e-12
+        # a constant shift is harmless without termination (V^q is constant: -shift / (1 - gamma))
+        shifted = T.online_improvement(grid, q, alpha=alpha, beta=alpha, reference="prior", shift=1.3)
+        assert T.total_variation(shifted, q).max() < 1e-12
+        V = T.online_value(grid, q, alpha=alpha, beta=alpha, reference="prior", shift=1.3)
+        np.testing.assert_allclose(V, -1.3 / (1 - grid.gamma), atol=1e-9)
+    for beta in (0.3, 3.0):  # a colder or hotter temperature moves q
+        moved = T.online_improvement(grid, q, alpha=1.0, beta=beta, reference="prior")
+        assert T.total_variation(moved, q).max() > 0.1
+    for beta in (0.1, 1.0, 3.0):  # the KL to q itself (CSIL online) moves q at every temperature
+        moved = T.online_improvement(grid, q, alpha=1.0, beta=beta, reference="bc")
+        assert T.total_variation(moved, q).max() > 0.1
+
+
+def test_kl_to_bc_sharpens_q_on_demonstrated_states(few_demos):
+    """On demonstrated states the KL to q raises the demonstrated action's probability (q^{1+alpha/beta})."""
+    grid, counts, q = few_demos
+    pi = T.online_improvement(grid, q, alpha=1.0, beta=1.0, reference="bc")
+    seen = np.flatnonzero(counts.sum(1) > 0)
+    a = np.argmax(q[seen], 1)
+    assert np.all(pi[seen, a] >= q[seen, a] - 1e-12) and np.any(pi[seen, a] > q[seen, a] + 1e-3)
+
+
+def test_kl_to_bc_equals_coherent_reward_of_scale_alpha_plus_beta_with_kl_to_prior(few_demos):
+    """r - beta log(pi/q) = (alpha + beta) log(q/p) - beta log(pi/p): the same optimum, policy and value."""
+    grid, _, q = few_demos
+    for beta in (0.3, 1.0):
+        to_bc = T.soft_value_iteration(grid._replace(r=T.coherent_reward(q, None, 1.0)), beta, q)
+        to_prior = T.soft_value_iteration(grid._replace(r=T.coherent_reward(q, None, 1.0 + beta)), beta, None)
+        np.testing.assert_allclose(to_bc.pi, to_prior.pi, atol=1e-10)
+        np.testing.assert_allclose(to_bc.V, to_prior.V, atol=1e-8)
+        assert T.total_variation(to_bc.pi, q).max() > 0.1
+
+
+def test_success_gridworld_is_absorbing_at_the_goal(success_grid):
+    grid, counts, q = success_grid
+    np.testing.assert_array_equal(np.flatnonzero(T.absorbing_states(grid)), [T.GOAL])
+    assert not T.absorbing_states(T.gridworld()).any()
+    np.testing.assert_allclose(grid.r[T.GOAL], 0.0)
+    np.testing.assert_allclose(grid.r[T.GOAL - 10, 2], 1 / (1 - grid.gamma))  # the step that enters the goal
+    assert counts[T.GOAL].sum() == 0 and np.allclose(q[T.GOAL], 0.25)
+    # the greedy expert's 11 moves, recovered from the absorbing-chain visits
+    expert = T.soft_value_iteration(grid, 0.1)
+    assert T.expected_visits(grid, T.greedy_policy(expert.pi)).sum() == pytest.approx(11.0, abs=1e-9)
+    with pytest.raises(ValueError, match="no absorbing state"):
+        T.expected_visits(T.gridworld(), q)
+
+
+def test_shift_moves_the_optimum_only_with_absorbing_success(few_demos, success_grid):
+    grid, counts, q = few_demos
+    for shift in (0.7, 1.4):  # no termination: the optimum stays q (exactly, for any shift)
+        sol = T.soft_value_iteration(grid._replace(r=T.shifted_coherent_reward(q, None, 1.0, shift)), 1.0)
+        assert T.total_variation(sol.pi, q).max() < 1e-9
+    grid, counts, q = success_grid
+    bias0 = T.minimum_time_bias(grid, q, counts, shift=0.0)
+    assert bias0.max_tv < 1e-9  # unshifted: q stays the optimum even though episodes end
+    demo, bound = T.demo_reward_max(q, counts), T.coherent_reward_bound(T.uniform_prior(100, 4))
+    assert bound == pytest.approx(np.log(4)) and 0 < demo < bound
+    b_demo = T.minimum_time_bias(grid, q, counts, shift=demo)
+    b_bound = T.minimum_time_bias(grid, q, counts, shift=bound)
+    # the shift turns imitation into a race to the goal; the larger the shift, the larger the move
+    assert 0.1 < b_demo.max_tv < b_bound.max_tv
+    assert b_bound.visits.sum() < b_demo.visits.sum() < 0.5 * b_bound.visits_bc.sum()
+    # a negative shift (a positive reward per step) does the opposite: it postpones success
+    b_neg = T.minimum_time_bias(grid, q, counts, shift=-0.2)
+    assert b_neg.visits.sum() > 10 * bias0.visits.sum()
+
+
+def test_shifted_reward_is_zero_after_success(success_grid):
+    grid, _, q = success_grid
+    r = T.shifted_coherent_reward(q, None, 1.0, 2.0, T.absorbing_states(grid))
+    np.testing.assert_allclose(r[T.GOAL], 0.0)
+    np.testing.assert_allclose(r[:T.GOAL], T.coherent_reward(q)[:T.GOAL] - 2.0)
+    with pytest.raises(ValueError, match=r"absorbing: expected shape \(100,\)"):
+        T.shifted_coherent_reward(q, None, 1.0, 2.0, np.zeros(5, bool))
+    with pytest.raises(ValueError, match="reference: expected 'bc', 'prior'"):
+        T.online_improvement(grid, q, alpha=1.0, beta=1.0, reference="uniform")
+
+
+def test_online_optimum_reaches_bc_only_as_beta_grows():
+    """The numbers quoted in chapter 2, exercise 4 (100 demonstrations, alpha = 1, KL to q)."""
+    nominal, windy = T.gridworld(), T.gridworld(0.5)
+    counts = T.collect_demos(nominal, T.soft_expert(nominal, beta=0.1).pi, n_episodes=100, seed=0)
+    q = T.bc_policy(counts)
+    shaped = nominal._replace(r=T.coherent_reward(q, None, 1.0))
+    seen = counts.sum(1) > 0
+    tv_off, windy_ret = [], []
+    for beta in (0.1, 1.0, 10.0, 100.0):
+        opt = T.soft_value_iteration(shaped, beta, q).pi
+        tv = T.total_variation(opt, q)
+        assert tv[seen].max() < 1e-5
+        tv_off.append(tv[~seen].max())
+        windy_ret.append(T.expected_return(windy, opt))
+    np.testing.assert_allclose(tv_off, [0.75, 0.65, 0.20, 0.02], atol=0.01)
+    np.testing.assert_allclose(windy_ret, [0.044, 0.028, 0.004, 0.002], atol=1e-3)

@@ -18,19 +18,20 @@ from typing import Sequence
 import numpy as np
 
 from csil_lite.data.robomimic import Episode
+from csil_lite.errors import (
+    ArgumentParser,
+    UserError,
+    check_input_file,
+    check_output_path,
+    int_at_least,
+    nonnegative_float,
+)
 
 
 def _task_from_env_args(env_args: dict) -> str:
-    from csil_lite.envs.robosuite import TASKS
+    from csil_lite.envs.robosuite import task_from_env_args
 
-    kwargs = env_args.get("env_kwargs", {})
-    if kwargs.get("csil_lite_task") in TASKS:
-        return kwargs["csil_lite_task"]
-    name = env_args.get("env_name")
-    for task, spec in TASKS.items():
-        if spec.env_name == name and spec.placement is None:
-            return task
-    raise ValueError(f"env_args names env {name!r}, which matches no csil_lite task ({sorted(TASKS)})")
+    return task_from_env_args(env_args)[0]
 
 
 def render_episode(env, ep: Episode, cameras: Sequence[str], size: int) -> tuple[dict, dict]:
@@ -95,7 +96,15 @@ def _render(args: argparse.Namespace) -> int:
     from csil_lite.envs.robosuite import make
 
     ds = read_dataset(args.input)
+    no_states = [name for name, ep in zip(ds.demo_names, ds.episodes) if ep.states is None]
+    if no_states:
+        raise UserError(f"{args.input}: render needs the MuJoCo `states` of every demo; "
+                        f"{len(no_states)} demos have none (first: {no_states[0]})")
     env = make(_task_from_env_args(ds.env_args))
+    known = tuple(env.sim.model.camera_names)
+    unknown = [c for c in args.cameras if c not in known]
+    if unknown:
+        raise UserError(f"--cameras: {', '.join(unknown)} not in this scene; its cameras: {', '.join(known)}")
     add_images(ds.episodes, env, args.cameras, args.image_size, progress=not args.quiet)
     env_args = dict(ds.env_args)
     env_args.setdefault("env_kwargs", {}).update(
@@ -132,23 +141,25 @@ def _info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from csil_lite.envs.robosuite import CAMERAS
 
-    p = argparse.ArgumentParser(prog="csil-lite demos", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = ArgumentParser(prog="csil-lite demos", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{generate,render,info}")
     g = sub.add_parser("generate", help="generate successful demos with a scripted expert or MimicGen-style")
     g.add_argument("--task", required=True, choices=["lift", "can", "square", "square_d0"])
-    g.add_argument("--n", type=int, default=200, help="number of successful demos to keep")
+    g.add_argument("--n", type=int_at_least(1), default=200, help="number of successful demos to keep")
     g.add_argument("--method", choices=["scripted", "mimicgen"], default="scripted")
-    g.add_argument("--sources", type=int, default=10, help="scripted source demos for --method mimicgen")
+    g.add_argument("--sources", type=int_at_least(1), default=10,
+                   help="scripted source demos for --method mimicgen")
     g.add_argument("--images", action="store_true", help="also render agentview + eye-in-hand images")
-    g.add_argument("--image-size", type=int, default=84)
-    g.add_argument("--noise", type=float, default=0.05, help="std of Gaussian noise on the 6 arm action dims")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--image-size", type=int_at_least(1), default=84)
+    g.add_argument("--noise", type=nonnegative_float, default=0.05,
+                   help="std of Gaussian noise on the 6 arm action dims")
+    g.add_argument("--seed", type=int_at_least(0), default=0)
     g.add_argument("--out", required=True)
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     r = sub.add_parser("render", help="add image observations to a file with `states`")
     r.add_argument("input")
     r.add_argument("--out", required=True)
-    r.add_argument("--image-size", type=int, default=84)
+    r.add_argument("--image-size", type=int_at_least(1), default=84)
     r.add_argument("--cameras", nargs="+", default=list(CAMERAS))
     r.add_argument("--quiet", action="store_true")
     i = sub.add_parser("info", help="summarise a robomimic-format file")
@@ -158,15 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    # Paths first: a generation of several minutes must not end in a failed write.
+    if args.cmd in ("render", "info"):
+        check_input_file("input file", args.input)
+    if args.cmd in ("generate", "render"):
+        check_output_path("--out", args.out)
     if args.cmd == "generate":
-        if args.n <= 0:
-            print(f"--n must be positive, got {args.n}", file=sys.stderr)
-            return 2
         return _generate(args)
     if args.cmd == "render":
         return _render(args)
     return _info(args)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # one-line errors, as `csil-lite demos`
+    from csil_lite.cli import main as cli_main
+
+    sys.exit(cli_main(["demos", *sys.argv[1:]]))

@@ -4,7 +4,7 @@ Why our own reader: robomimic itself pulls in torch/torchvision (and its file ut
 the CPU torch wheel), while the format is small. Files written here load in robomimic, and downloaded
 robomimic files (e.g. ``square/ph/low_dim_v15.hdf5``) load here. The layout::
 
-    data/                     attrs: total (int, sum of num_samples), env_args (JSON string)
+    data/                     attrs: total (int, sum of num_samples), env_args (JSON string, see below)
       demo_<i>/               attrs: num_samples (int), model_file (MJCF xml string, optional)
         obs/<key>             [T, ...]   low-dim float, or uint8 images [T, H, W, 3] named *_image
         next_obs/<key>        [T, ...]   the same keys, one step later
@@ -13,6 +13,13 @@ robomimic files (e.g. ``square/ph/low_dim_v15.hdf5``) load here. The layout::
         dones                 [T]        0/1; robomimic's done_mode 2 sets 1 at a success state and at the end
         states                [T, S]     flattened MuJoCo states (optional: not needed for low-dim learning)
     mask/<filter_key>         1-D array of byte strings naming demos, e.g. mask/train, mask/valid
+
+``env_args`` is robomimic's environment record: ``env_name``, ``env_version``, ``type`` (1 = robosuite) and
+``env_kwargs``, which robomimic passes unchanged to ``robosuite.make(env_name, **env_kwargs)``, so it may
+hold only keywords robosuite accepts. csil_lite's own facts (task name, placement preset) go under the
+top-level key ``"csil_lite"``, which robomimic ignores. Files written before that change carried them inside
+``env_kwargs`` (``csil_lite_task``, ``placement``); the reader moves them to ``"csil_lite"`` with a
+`LegacyFileWarning`, and the writer refuses them there.
 
 Demo names: robomimic orders demos by the integer after ``demo_`` (not by string order), and its own files
 start at ``demo_0`` (robosuite's raw collection files start at ``demo_1``). We read any ``demo_<int>``
@@ -31,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +48,14 @@ import h5py
 import numpy as np
 
 from csil_lite.data.transitions import Transitions, episodes_to_transitions, flatten_obs
+from csil_lite.errors import UserError
 
 __all__ = [
     "ACTION_TOLERANCE",
+    "CSIL_LITE_KEY",
     "DatasetError",
     "Episode",
+    "LegacyFileWarning",
     "RobomimicDataset",
     "load_transitions",
     "read_dataset",
@@ -56,13 +67,24 @@ __all__ = [
 ACTION_TOLERANCE = 1e-5
 
 _DEMO_RE = re.compile(r"^demo_(\d+)$")
+# env_args key for csil_lite's own facts; robomimic reads only env_name, type, env_version and env_kwargs.
+CSIL_LITE_KEY = "csil_lite"
+# Keys older csil_lite files put into env_kwargs (robosuite.make rejects them) -> name under CSIL_LITE_KEY.
+_LEGACY_ENV_KWARGS = {"csil_lite_task": "task", "placement": "placement"}
 _REQUIRED = ("obs", "actions", "rewards", "dones")
 
 PathLike = str | os.PathLike
 
 
-class DatasetError(ValueError):
-    """A demonstration file (or in-memory episode) that does not follow the robomimic layout."""
+class DatasetError(UserError):
+    """A demonstration file (or in-memory episode) that does not follow the robomimic layout.
+
+    A `UserError` (hence a `ValueError`): the command line reports it in one line naming file, demo and key.
+    """
+
+
+class LegacyFileWarning(UserWarning):
+    """A file in an older csil_lite layout was read and converted in memory (the file itself is unchanged)."""
 
 
 @dataclass
@@ -281,6 +303,32 @@ def _env_args(f: h5py.File, path: str) -> dict[str, Any]:
         raise DatasetError(
             f"{path}: data attribute 'env_args' is JSON {type(env_args).__name__}, expected an object"
         )
+    return _migrate_env_args(env_args, path)
+
+
+def _migrate_env_args(env_args: dict[str, Any], path: str) -> dict[str, Any]:
+    """Move csil_lite's keys out of ``env_kwargs`` (files written before they moved) into ``"csil_lite"``."""
+    kwargs = env_args.get("env_kwargs")
+    if not isinstance(kwargs, dict):
+        return env_args
+    legacy = [k for k in _LEGACY_ENV_KWARGS if k in kwargs]
+    if not legacy:
+        return env_args
+    env_args = dict(env_args)
+    kwargs = dict(kwargs)
+    ours = dict(env_args.get(CSIL_LITE_KEY) or {})
+    for key in legacy:
+        ours.setdefault(_LEGACY_ENV_KWARGS[key], kwargs.pop(key))
+    env_args["env_kwargs"] = kwargs
+    env_args[CSIL_LITE_KEY] = ours
+    warnings.warn(
+        f"{path}: env_args['env_kwargs'] holds {legacy}, which robosuite.make does not accept (a file "
+        f"from an older csil_lite); read as env_args['{CSIL_LITE_KEY}'] = {ours}. robomimic cannot rebuild "
+        "this file's environment until it is rewritten (ds = read_dataset(path); "
+        "write_dataset(new_path, ds.episodes, ds.env_args))",
+        LegacyFileWarning,
+        stacklevel=5,
+    )
     return env_args
 
 
@@ -536,6 +584,15 @@ def write_dataset(
         raise DatasetError(f"{spath}: no episodes to write")
     if not 0.0 <= valid_fraction < 1.0:
         raise DatasetError(f"{spath}: valid_fraction={valid_fraction}, expected 0 <= valid_fraction < 1")
+    kwargs = env_args.get("env_kwargs")
+    if isinstance(kwargs, Mapping):
+        legacy = sorted(set(kwargs) & set(_LEGACY_ENV_KWARGS))
+        if legacy:
+            raise DatasetError(
+                f"{spath}: env_args['env_kwargs'] holds {legacy}, which robosuite.make does not accept; "
+                "robomimic passes env_kwargs to it unchanged. Put csil_lite's facts under "
+                f"env_args['{CSIL_LITE_KEY}']"
+            )
     try:
         env_json = json.dumps(dict(env_args))
     except (TypeError, ValueError) as e:

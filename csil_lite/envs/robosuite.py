@@ -10,8 +10,19 @@ State observations (``obs="state"``) are the concatenation, in this order, of::
 
     robot0_eef_pos (3) | robot0_eef_quat (4, xyzw) | robot0_gripper_qpos (2) | object (Lift 10, Can/Square 14)
 
-``object`` is robosuite's ``object-state`` under robomimic's name. The named dict is available as
-``info["obs_dict"]`` and through :meth:`RobosuiteEnv.obs_dict`, so datasets can store named keys.
+``object`` is robosuite's ``object-state`` under robomimic's name. The named dict (``info["obs_dict"]``,
+:meth:`RobosuiteEnv.obs_dict`) holds more than the learner flattens: every low-dim key robomimic's own
+extraction writes for this robot (`LOW_DIM_KEYS`: ``object`` plus robosuite's ``robot0_*`` observations except
+the concatenated ``robot0_proprio-state``), so datasets written from it serve robomimic configs that name
+e.g. ``robot0_joint_pos``. `STATE_KEYS` is a declared subset of it.
+
+Observations are a function of the MuJoCo state alone. robosuite's Can and Square scenes compute the
+object-to-gripper pose (the first 7 entries of ``object``) from the object pose *cached by the previous
+observation update*, so a single update after a state change mixes the new gripper pose with the old object
+pose (several cm off while the nut drops onto the peg; zeros right after a reset). This wrapper updates the
+observables twice, so the cached pose is the current one. robomimic's ``reset_to`` updates once: on those
+7 entries it reproduces our values when called twice on the same state, as its state-to-observation extraction
+does not (it lags them one state behind).
 
 Image observations (``obs="image"``) are a ``gymnasium.spaces.Dict`` with ``agentview_image`` and
 ``robot0_eye_in_hand_image`` (uint8, HWC, upright: robosuite's OpenGL frames are flipped, as robomimic does)
@@ -43,6 +54,22 @@ import numpy as np
 from csil_lite.data.transitions import flatten_obs
 
 STATE_KEYS: tuple[str, ...] = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
+# What robomimic 0.3.0's EnvRobosuite.get_observation (and so dataset_states_to_obs.py) writes as low-dim
+# keys for one Panda under robosuite 1.5.1: "object" (robosuite's object-state) and every "robot0_*"
+# observation except robot0_proprio-state, after activating the joint-position observables (tests check it).
+LOW_DIM_KEYS: tuple[str, ...] = (
+    "object",
+    "robot0_joint_pos",
+    "robot0_joint_pos_cos",
+    "robot0_joint_pos_sin",
+    "robot0_joint_vel",
+    "robot0_eef_pos",
+    "robot0_eef_quat",
+    "robot0_eef_quat_site",
+    "robot0_gripper_qpos",
+    "robot0_gripper_qvel",
+)
+assert set(STATE_KEYS) <= set(LOW_DIM_KEYS)
 PROPRIO_KEYS: tuple[str, ...] = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
 CAMERAS: tuple[str, ...] = ("agentview", "robot0_eye_in_hand")
 ACTION_DIM = 7  # OSC delta pose (dx, dy, dz, drx, dry, drz) scaled by 0.05 m / 0.5 rad, + gripper (-1 open, +1 close)
@@ -236,6 +263,10 @@ class RobosuiteEnv(gym.Env):
             # images re-rendered from saved states.
             for cam in self.cameras:
                 self.env._observables[f"{cam}_image"].set_enabled(False)
+        # As robomimic's EnvRobosuite does: joint positions (and eef velocities, where a robot has them) on.
+        for name in self.env.observation_names:
+            if "joint_pos" in name or "eef_vel" in name:
+                self.env.modify_observable(observable_name=name, attribute="active", modifier=True)
         self._pending_seed = seed
         self._t = 0
         self._last: dict[str, np.ndarray] | None = None
@@ -243,8 +274,8 @@ class RobosuiteEnv(gym.Env):
         # Spaces, from one reset (robosuite decides the object-state size).
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         with _global_numpy_seed(0 if seed is None else seed):
-            raw = self.env.reset()
-        named = self._named(raw)
+            self.env.reset()
+        named = self._named(self._raw_observations())
         if obs == "state":
             dim = flatten_obs(named, STATE_KEYS).shape[-1]
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
@@ -258,12 +289,22 @@ class RobosuiteEnv(gym.Env):
             self.observation_space = gym.spaces.Dict(spaces)
 
     # ------------------------------------------------------------------ observations
+    def _raw_observations(self) -> dict[str, np.ndarray]:
+        """robosuite's observation dict at the current MuJoCo state, as a function of that state alone.
+
+        Two forced updates: the object-to-gripper sensors of Can/Square read the object pose from the cache
+        before the same update refreshes it (see the module docstring); the second pass reads the current one.
+        """
+        self.env._get_observations(force_update=True)
+        return self.env._get_observations(force_update=True)
+
     def _named(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """robosuite dict -> robomimic names (object-state -> object), images flipped upright."""
-        named: dict[str, np.ndarray] = {}
-        for k in PROPRIO_KEYS:
-            named[k] = np.asarray(raw[k], np.float32)
-        named["object"] = np.asarray(raw["object-state"], np.float32)
+        """robosuite dict -> robomimic's low-dim keys (object-state -> object, every robot0_* key except the
+        concatenated proprio-state), float32, plus upright camera frames in image mode."""
+        named: dict[str, np.ndarray] = {"object": np.asarray(raw["object-state"], np.float32)}
+        for k, v in raw.items():
+            if k.startswith("robot0_") and not k.endswith("proprio-state") and not k.endswith("_image"):
+                named[k] = np.asarray(v, np.float32)
         if self.obs_mode == "image":
             _ensure_offscreen(self.sim)
             s = self.image_size
@@ -290,9 +331,9 @@ class RobosuiteEnv(gym.Env):
         super().reset(seed=seed)
         inner_seed = int(self.np_random.integers(0, 2**31 - 1))
         with _global_numpy_seed(inner_seed):
-            raw = self.env.reset()
+            self.env.reset()
         self._t = 0
-        named = self._named(raw)
+        named = self._named(self._raw_observations())
         return self._observation(named), {"obs_dict": self.obs_dict(), "success": self.is_success()}
 
     def _check_action(self, action: Any) -> np.ndarray:
@@ -314,9 +355,8 @@ class RobosuiteEnv(gym.Env):
         # mj_step leaves positions/sites one substep behind the integrated state: recompute kinematics so the
         # observation is a function of get_state() (as in robomimic's states->obs extraction), see __init__.
         self.sim.forward()
-        raw = self.env._get_observations(force_update=True)
         self._t += 1
-        named = self._named(raw)
+        named = self._named(self._raw_observations())
         success = self.is_success()
         terminated = bool(success and self.terminate_on_success)
         truncated = bool(self._t >= self.horizon and not terminated)
@@ -348,13 +388,25 @@ class RobosuiteEnv(gym.Env):
         return self.sim.data.site_xpos[sid].copy(), self.sim.data.site_xmat[sid].reshape(3, 3).copy()
 
     def env_args(self) -> dict:
-        """robomimic's ``env_args`` record (type 1 = robosuite) for writing datasets."""
+        """robomimic's ``env_args`` record (type 1 = robosuite) for writing datasets.
+
+        ``env_kwargs`` holds exactly what ``robosuite.make(env_name, **env_kwargs)`` accepts (robomimic passes
+        it through unchanged). What csil_lite needs besides, its task name and the placement preset (a
+        robosuite sampler object, not a keyword value), sits under the top-level key ``"csil_lite"``, which
+        robomimic never reads (it reads env_name, type, env_version and env_kwargs). A robomimic rebuild
+        therefore gets robosuite's default placement: replaying saved states is exact, but fresh resets of a
+        ``*_d0`` task are not D0 resets there.
+        """
         import robosuite
 
         kwargs = json.loads(json.dumps(self.env_kwargs, default=_jsonable))
-        kwargs["csil_lite_task"] = self.task
-        kwargs["placement"] = self.placement
-        return {"env_name": self.spec_.env_name, "env_version": robosuite.__version__, "type": 1, "env_kwargs": kwargs}
+        return {
+            "env_name": self.spec_.env_name,
+            "env_version": robosuite.__version__,
+            "type": 1,
+            "env_kwargs": kwargs,
+            "csil_lite": {"task": self.task, "placement": self.placement},
+        }
 
     # ------------------------------------------------------------------ MuJoCo state round trips
     def get_state(self) -> np.ndarray:
@@ -380,9 +432,8 @@ class RobosuiteEnv(gym.Env):
         self.sim.forward()
         if hasattr(self.env, "update_state"):
             self.env.update_state()
-        raw = self.env._get_observations(force_update=True)
         self._t = 0
-        return self._observation(self._named(raw))
+        return self._observation(self._named(self._raw_observations()))
 
 
 def _jsonable(x: Any) -> Any:
@@ -391,6 +442,22 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     return str(x)
+
+
+def task_from_env_args(env_args: dict) -> tuple[str, str | None]:
+    """(csil_lite task, placement preset) of a dataset's ``env_args``.
+
+    Read from ``env_args["csil_lite"]`` (`read_dataset` moves it there from older files); files from elsewhere
+    (robomimic downloads) map by robosuite env name to the task with robosuite's default placement.
+    """
+    ours = env_args.get("csil_lite")
+    if isinstance(ours, dict) and ours.get("task") in TASKS:
+        return ours["task"], ours.get("placement", TASKS[ours["task"]].placement)
+    name = env_args.get("env_name")
+    for task, spec in TASKS.items():
+        if spec.env_name == name and spec.placement is None:
+            return task, None
+    raise ValueError(f"env_args names env {name!r}, which matches no csil_lite task ({sorted(TASKS)})")
 
 
 def make(task: str, **kwargs: Any) -> RobosuiteEnv:
@@ -452,6 +519,7 @@ def frame_strip(frames: np.ndarray, n: int = 8) -> np.ndarray:
 __all__ = [
     "ACTION_DIM",
     "CAMERAS",
+    "LOW_DIM_KEYS",
     "PROPRIO_KEYS",
     "STATE_KEYS",
     "TASKS",
@@ -460,4 +528,5 @@ __all__ = [
     "frame_strip",
     "make",
     "render_frames",
+    "task_from_env_args",
 ]

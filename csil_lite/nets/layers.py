@@ -48,6 +48,36 @@ def periodic_activation(name: str) -> Callable[[jax.Array], jax.Array]:
         raise ValueError(f"unknown periodic activation {name!r}; choose from {sorted(PERIODIC_ACTIVATIONS)}") from None
 
 
+def phase_pair_features(x: jax.Array, frequencies: jax.Array, activation: str = "triangle") -> jax.Array:
+    """HetStat's stationary-layer features [psi(z + pi/4), psi(z - pi/4)] / sqrt(D) with z = x @ frequencies.
+
+    `x` [..., k] is the already scaled bottleneck h * exp(l); `frequencies` [k, D/2]; returns [..., D].
+    """
+    if frequencies.ndim != 2 or x.shape[-1] != frequencies.shape[0]:
+        raise ValueError(
+            f"phase_pair_features: x [..., k] needs frequencies [k, D/2]; got x {x.shape}, frequencies {frequencies.shape}"
+        )
+    act = periodic_activation(activation)
+    z = x @ frequencies
+    f = jnp.concatenate([act(z + jnp.pi / 4), act(z - jnp.pi / 4)], axis=-1)
+    return f / jnp.sqrt(2.0 * frequencies.shape[1])
+
+
+def feature_kernel(
+    x: jax.Array, x_prime: jax.Array, frequencies: jax.Array, activation: str = "triangle"
+) -> jax.Array:
+    """k(x, x') = f(x)^T f(x') of the +-pi/4 phase-pair features, broadcast over leading axes.
+
+    With a fixed `frequencies` matrix this is the kernel the layer actually computes; with many columns drawn
+    N(0, 1) it approximates the expected kernel E_W[f(x)^T f(x')]. Only 'sin' (sin + cos) makes it exactly
+    stationary (a function of x - x' alone, with k(x, x) = 1 for every x and every W); the triangle wave and the
+    periodic ReLU with this fixed phase pair give a k(x, x) that varies with x.
+    """
+    f = phase_pair_features(x, frequencies, activation)
+    g = phase_pair_features(x_prime, frequencies, activation)
+    return jnp.sum(f * g, axis=-1)
+
+
 class MLP(nn.Module):
     """Orthogonally initialised MLP (zero biases), ELU by default, optionally activating the last layer.
 

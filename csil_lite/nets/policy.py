@@ -98,6 +98,11 @@ class HetStatPolicy(nn.Module):
     def min_std(self) -> float:
         return float(np.sqrt(self.prior_variance) * np.tanh(np.sqrt(self.min_variance)))
 
+    @property
+    def max_std(self) -> float:
+        """The ceiling: sqrt(prior_variance) * tanh(.) < sqrt(prior_variance) (~0.866), approached as v -> inf."""
+        return float(np.sqrt(self.prior_variance))
+
 
 class MLPPolicy(nn.Module):
     """Plain MLP Gaussian head with the reference's clamped log-std in [-5, 0] (for comparison with HetStat)."""
@@ -122,6 +127,11 @@ class MLPPolicy(nn.Module):
     @property
     def min_std(self) -> float:
         return float(np.sqrt(self.min_variance) + np.exp(-5.0))
+
+    @property
+    def max_std(self) -> float:
+        """The ceiling: log-std clamped at 0, plus the variance floor's std."""
+        return float(np.sqrt(self.min_variance) + 1.0)
 
 
 def make_policy(kind: str, action_dim: int, **kwargs) -> nn.Module:
