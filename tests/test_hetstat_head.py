@@ -1,7 +1,8 @@
 """The HetStat head's triangular (column-slab) variance equals the dense formulation it replaced.
 
-The reference below is the previous implementation, kept verbatim in the test: build the full [d_a, D, D] factor
-from the packed parameters (diagonal fixed up by adding exp(d) - d), then one dense einsum over all D x D entries.
+The reference below is the previous implementation, kept verbatim in the test: build the full [d_a, D, D]
+factor from the packed parameters (diagonal fixed up by adding exp(d) - d), then one dense einsum over all
+D x D entries.
 The library now skips the zero upper blocks, so its numbers may differ only by float32 round-off.
 """
 

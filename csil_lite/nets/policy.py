@@ -6,10 +6,10 @@ the predictive variance returns to its prior level out of distribution: the poli
 which is what makes log q(a|s) - log p(a) a sensible reward away from the demonstrations.
 
 Cost note: the head holds one D x D Cholesky factor per action dimension, so parameters and FLOPs scale as
-d_a * D^2 (D=256, d_a=7 is ~230k parameters). The variance ||L_d^T f||^2 only touches the lower triangle, so it
-is computed over column slabs of L (see `_SLAB_WIDTH`), skipping the zero upper blocks: ~(k+1)/(2k) of the dense
-d_a * D^2 multiply-adds per sample for k slabs (0.56x at D=256), same numbers to float32 round-off. Lower
-`features` (D) for long action chunks or CPU previews.
+d_a * D^2 (D=256, d_a=7 is ~230k parameters). The variance ||L_d^T f||^2 only touches the lower triangle,
+so it is computed over column slabs of L (see `_SLAB_WIDTH`), skipping the zero upper blocks: ~(k+1)/(2k)
+of the dense d_a * D^2 multiply-adds per sample for k slabs (0.56x at D=256), same numbers to float32
+round-off. Lower `features` (D) for long action chunks or CPU previews.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from csil_lite.nets.layers import MLP, periodic_activation
 
 MIN_VARIANCE = 1e-5
 PRIOR_VARIANCE = 0.75
-# Column-slab width of the triangular variance product: narrower slabs skip more zeros but make smaller matmuls;
-# 32 measured fastest at D=256 on CPU (forward and gradient at batch 512, see benchmarks/learner_throughput.py).
+# Column-slab width of the triangular variance product: narrower slabs skip more zeros but make smaller
+# matmuls. Of 128/64/32, 32 was fastest at D=256 on a shared 2-core CPU (forward, batch 512).
 _SLAB_WIDTH = 32
 
 
@@ -97,8 +97,8 @@ class HetStatPolicy(nn.Module):
         )
 
     def std_from_features(self, f: jax.Array) -> jax.Array:
-        # v_d = f^T L_d L_d^T f = ||L_d^T f||^2 : Bayesian linear regression's predictive variance. Column j of
-        # L_d^T f only sees rows i >= j of L_d, so slab c (columns b_c..b_{c+1}) needs only f[..., b_c:].
+        # v_d = f^T L_d L_d^T f = ||L_d^T f||^2 : Bayesian linear regression's predictive variance. Column j
+        # of L_d^T f only sees rows i >= j of L_d, so slab c (columns b_c..b_{c+1}) needs only f[..., b_c:].
         chol, b = self.cholesky_factors(), _slab_bounds(self.features)
         var = sum(
             jnp.sum(jnp.square(jnp.einsum("...j,ajk->...ak", f[..., lo:], chol[:, lo:, lo:hi])), axis=-1)
