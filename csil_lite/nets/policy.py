@@ -91,10 +91,8 @@ class HetStatPolicy(nn.Module):
         i = np.arange(d)
         diag = i * (i + 3) // 2  # packed (row-major tril) position of entry (i, i)
         raw = self.cholesky_raw
-        packed = raw.at[:, diag].set(jnp.exp(raw[:, diag]), unique_indices=True, indices_are_sorted=True)
-        return jnp.zeros((self.action_dim, d, d), raw.dtype).at[:, rows, cols].set(
-            packed, unique_indices=True, indices_are_sorted=True
-        )
+        packed = raw.at[:, diag].set(jnp.exp(raw[:, diag]))
+        return jnp.zeros((self.action_dim, d, d), raw.dtype).at[:, rows, cols].set(packed)
 
     def std_from_features(self, f: jax.Array) -> jax.Array:
         # v_d = f^T L_d L_d^T f = ||L_d^T f||^2 : Bayesian linear regression's predictive variance. Column j
