@@ -6,8 +6,10 @@ the predictive variance returns to its prior level out of distribution: the poli
 which is what makes log q(a|s) - log p(a) a sensible reward away from the demonstrations.
 
 Cost note: the head holds one D x D Cholesky factor per action dimension, so parameters and FLOPs scale as
-d_a * D^2 (D=256, d_a=7 is ~230k parameters and ~460k multiply-adds per sample). Lower `features` (D) for long
-action chunks or CPU previews.
+d_a * D^2 (D=256, d_a=7 is ~230k parameters). The variance ||L_d^T f||^2 only touches the lower triangle,
+so it is computed over column slabs of L (see `_SLAB_WIDTH`), skipping the zero upper blocks: ~(k+1)/(2k)
+of the dense d_a * D^2 multiply-adds per sample for k slabs (0.56x at D=256), same numbers to float32
+round-off. Lower `features` (D) for long action chunks or CPU previews.
 """
 
 from __future__ import annotations
@@ -24,6 +26,15 @@ from csil_lite.nets.layers import MLP, periodic_activation
 
 MIN_VARIANCE = 1e-5
 PRIOR_VARIANCE = 0.75
+# Column-slab width of the triangular variance product: narrower slabs skip more zeros but make smaller
+# matmuls. Of 128/64/32, 32 was fastest at D=256 on a shared 2-core CPU (forward, batch 512).
+_SLAB_WIDTH = 32
+
+
+def _slab_bounds(d: int) -> list[int]:
+    """Column boundaries 0 = b_0 < ... < b_k = d of the slabs L[:, b_c:, b_c:b_{c+1}]."""
+    k = max(1, d // _SLAB_WIDTH)
+    return [round(c * d / k) for c in range(k + 1)]
 
 
 def _check_obs(obs: jax.Array, name: str) -> None:
@@ -77,14 +88,20 @@ class HetStatPolicy(nn.Module):
         """[action_dim, D, D] lower-triangular factors L_d of the head's 'posterior' covariance L_d L_d^T."""
         d = self.features
         rows, cols = np.tril_indices(d)
-        tril = jnp.zeros((self.action_dim, d, d), self.cholesky_raw.dtype).at[:, rows, cols].set(self.cholesky_raw)
-        diag = jnp.diagonal(tril, axis1=-2, axis2=-1)
-        return tril + jax.vmap(jnp.diag)(jnp.exp(diag) - diag)
+        i = np.arange(d)
+        diag = i * (i + 3) // 2  # packed (row-major tril) position of entry (i, i)
+        raw = self.cholesky_raw
+        packed = raw.at[:, diag].set(jnp.exp(raw[:, diag]))
+        return jnp.zeros((self.action_dim, d, d), raw.dtype).at[:, rows, cols].set(packed)
 
     def std_from_features(self, f: jax.Array) -> jax.Array:
-        # v_d = f^T L_d L_d^T f = ||L_d^T f||^2 : Bayesian linear regression's predictive variance.
-        proj = jnp.einsum("...j,ajk->...ak", f, self.cholesky_factors())
-        var = jnp.sum(jnp.square(proj), axis=-1)
+        # v_d = f^T L_d L_d^T f = ||L_d^T f||^2 : Bayesian linear regression's predictive variance. Column j
+        # of L_d^T f only sees rows i >= j of L_d, so slab c (columns b_c..b_{c+1}) needs only f[..., b_c:].
+        chol, b = self.cholesky_factors(), _slab_bounds(self.features)
+        var = sum(
+            jnp.sum(jnp.square(jnp.einsum("...j,ajk->...ak", f[..., lo:], chol[:, lo:, lo:hi])), axis=-1)
+            for lo, hi in zip(b[:-1], b[1:])
+        )
         return jnp.sqrt(self.prior_variance) * jnp.tanh(jnp.sqrt(self.min_variance + var))
 
     def __call__(self, obs: jax.Array, detach_std_features: bool = False) -> tuple[jax.Array, jax.Array]:

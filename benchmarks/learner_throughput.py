@@ -1,0 +1,245 @@
+"""Learner throughput at robot dimensions: CSIL updates/s, the HetStat head's cost, SBX's SAC and CrossQ.
+
+Everything is timed at robot dimensions (observation 19, action 7) on random data of the right shapes (the
+cost of an update does not depend on the values), after a compile call, as the median over interleaved rounds
+(each round times every contender once, so a burst of load from other processes hits all of them alike).
+
+* CSIL: one call of csil_lite's jitted update (utd=1: one critic step, one reward-refinement step, one actor
+  step), HetStat policy (trunk `width` x 2, bottleneck 12, D=256 features), LayerNorm critic `width` x 2, at
+  the paper's batch (256 demo + 256 online rows) and at batch 128 (64 + 64, the SBX comparison's batch).
+* HetStat forward and forward+backward at batch 512: XLA's FLOP count of the jitted function
+  (`cost_analysis`) divided by its time, against this CPU's measured peak (a jitted float32 matmul, 2048^3).
+* SBX (optional, `pip install csil_lite[bench]`): the jitted `_train` classmethod of SAC and CrossQ, called
+  directly with `--sbx-steps` gradient steps per call (a `fori_loop` inside one jit) on a batch sampled once
+  from a replay buffer filled with random transitions. Not timed: `learn()`, env steps, replay sampling,
+  logging.
+  Batch 128, `net_arch=[width, width]` for actor and critic, `policy_delay=1` (one critic step per actor step,
+  like CSIL's utd=1), otherwise SBX's defaults (SAC: twin critic; CrossQ: batch norm, no target network).
+  Ratio = CSIL updates/s at batch 128 over SBX updates/s (gradient steps/s).
+
+    python benchmarks/learner_throughput.py [--widths 256 1024] [--rounds 5] [--updates 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from csil_lite.agents.core import init_state, make_agent, make_update
+from csil_lite.config import AgentConfig
+from csil_lite.data.transitions import Transitions
+from csil_lite.nets.critic import LayerNormCritic
+from csil_lite.nets.policy import HetStatPolicy
+
+OBS_DIM, ACT_DIM = 19, 7
+FEATURES, BOTTLENECK = 256, 12
+
+
+def _random_batch(utd: int, rows: int, rng: np.random.Generator) -> Transitions:
+    obs = rng.standard_normal((utd, rows, OBS_DIM)).astype(np.float32)
+    act = rng.uniform(-0.9, 0.9, (utd, rows, ACT_DIM)).astype(np.float32)
+    z = np.zeros((utd, rows), np.float32)
+    return jax.tree.map(jnp.asarray, Transitions(obs, act, z, obs.copy(), act.copy(), z, z))
+
+
+def csil_stepper(width: int, n_demo: int, n_online: int) -> tuple[Callable[[int], None], float]:
+    """The one place that calls csil_lite's agent API: run(n) does n jitted CSIL updates; + FLOPs/update."""
+    cfg = AgentConfig(n_demo=n_demo, n_online=n_online)
+    policy = HetStatPolicy(action_dim=ACT_DIM, hidden=(width, width), bottleneck=BOTTLENECK,
+                           features=FEATURES)
+    critic = LayerNormCritic(hidden=(width, width))
+    obs, act = jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM))
+    agent = make_agent(cfg, policy, critic, ACT_DIM)
+    update = make_update(agent)
+    rng = np.random.default_rng(0)
+    batches = [_random_batch(cfg.utd, n_demo + n_online, rng) for _ in range(4)]
+    box = {"state": init_state(agent, policy.init(jax.random.PRNGKey(0), obs),
+                               critic.init(jax.random.PRNGKey(1), obs, act)), "i": 0}
+    key = jax.random.PRNGKey(2)
+
+    def run(n: int) -> None:
+        state, m = box["state"], None
+        for _ in range(n):
+            box["i"] += 1
+            state, m = update(state, batches[box["i"] % 4], jax.random.fold_in(key, box["i"]))
+        jax.block_until_ready((state, m))
+        box["state"] = state
+
+    try:  # XLA's count for one update (utd=1: the scan over critic steps runs once)
+        cost = update.lower(box["state"], batches[0], key).compile().cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        flops = float(cost["flops"])
+    except Exception:  # noqa: BLE001 - a diagnostic only
+        flops = float("nan")
+    return run, flops
+
+
+def _flops(fn, *args) -> float:
+    try:
+        cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    except Exception:  # noqa: BLE001 - a diagnostic only
+        return float("nan")
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"]) if cost and "flops" in cost else float("nan")
+
+
+def hetstat_steppers(width: int, batch: int = 512) -> dict[str, tuple[Callable[[int], None], float]]:
+    """HetStat forward and value+gradient at `batch`, with XLA's FLOP count per call."""
+    pol = HetStatPolicy(action_dim=ACT_DIM, hidden=(width, width), bottleneck=BOTTLENECK,
+                        features=FEATURES)
+    obs = jax.random.normal(jax.random.PRNGKey(0), (batch, OBS_DIM))
+    params = pol.init(jax.random.PRNGKey(1), obs[:1])
+    params = jax.tree.map(lambda x: x + 0.01 * jax.random.normal(jax.random.PRNGKey(2), x.shape), params)
+
+    def fwd(p, o):
+        return pol.apply(p, o)
+
+    def loss(p, o):
+        mean, std = pol.apply(p, o)
+        return jnp.sum(mean) + jnp.sum(jnp.log(std))
+
+    out = {}
+    for name, fn in (("fwd", fwd), ("fwd+bwd", jax.value_and_grad(loss))):
+        jitted = jax.jit(fn)
+        jax.block_until_ready(jitted(params, obs))
+
+        def run(n: int, jitted=jitted) -> None:
+            r = None
+            for _ in range(n):
+                r = jitted(params, obs)
+            jax.block_until_ready(r)
+
+        out[name] = (run, _flops(fn, params, obs))
+    return out
+
+
+def peak_gflops(n: int = 2048, rounds: int = 3) -> float:
+    """Best-of-`rounds` float32 matmul rate: this CPU's practical peak (shared machines: a lower bound)."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    mm = jax.jit(lambda x, y: x @ y)
+    jax.block_until_ready(mm(a, a))
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        jax.block_until_ready(mm(a, a))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def sbx_steppers(width: int, batch: int, steps: int) -> dict[str, tuple[Callable[[int], None], float]] | str:
+    """SBX SAC and CrossQ `_train` calls (`steps` gradient steps each) + FLOPs/step, or why SBX is missing."""
+    try:
+        import gymnasium as gym
+        from sbx import SAC, CrossQ
+        from sbx.common.type_aliases import ReplayBufferSamplesNp
+    except ImportError as e:
+        return f"SBX missing ({e}); install the optional extra: pip install 'csil_lite[bench]'"
+
+    class RobotShapes(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros(OBS_DIM, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(OBS_DIM, np.float32), 0.0, False, False, {}
+
+    out = {}
+    rng = np.random.default_rng(0)
+    for name, cls in (("SBX SAC", SAC), ("SBX CrossQ", CrossQ)):
+        model = cls("MlpPolicy", RobotShapes(), batch_size=batch, policy_delay=1, gradient_steps=steps,
+                    buffer_size=4 * batch * steps, policy_kwargs=dict(net_arch=[width, width]), seed=0)
+        buf, n = model.replay_buffer, model.replay_buffer.buffer_size
+        buf.observations[:] = rng.standard_normal(buf.observations.shape)
+        buf.next_observations[:] = rng.standard_normal(buf.next_observations.shape)
+        buf.actions[:] = rng.uniform(-1, 1, buf.actions.shape)
+        buf.rewards[:] = rng.standard_normal(buf.rewards.shape)
+        buf.full, buf.pos = True, 0
+        s = buf.sample(batch * steps)
+        data = ReplayBufferSamplesNp(s.observations.numpy(), s.actions.numpy(), s.next_observations.numpy(),
+                                     s.dones.numpy().flatten(), s.rewards.numpy().flatten(),
+                                     np.full((batch * steps,), model.gamma, np.float32))
+        # The positional arguments `model.train` passes (SAC's first is tau; CrossQ has no target network).
+        head = (model.tau,) if name == "SBX SAC" else ()
+        box = {"states": (model.policy.qf_state, model.policy.actor_state, model.ent_coef_state, model.key)}
+        assert n >= batch * steps
+
+        def run(calls: int, model=model, data=data, head=head, box=box) -> None:
+            r = None
+            for _ in range(calls):
+                qf, actor, ent, key = box["states"]
+                r = model._train(*head, model.target_entropy, steps, data, 1, 0, qf, actor, ent, key)
+                box["states"] = r[:4]
+            jax.block_until_ready(r)
+
+        run(1)  # compile
+        one = jax.tree.map(lambda x: x[:batch], data)  # FLOPs of a single gradient step
+        flops = _flops(lambda qf, actor, ent, key, model=model, one=one, head=head: model._train(
+            *head, model.target_entropy, 1, one, 1, 0, qf, actor, ent, key), *box["states"])
+        out[name] = (run, flops)
+    return out
+
+
+def interleaved_rates(runners: dict[str, tuple[Callable[[int], None], int]], rounds: int) -> dict[str, float]:
+    """{name: median over rounds of (units per call * calls) / seconds}, every runner timed once per round."""
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        for name, (run, units) in runners.items():
+            t0 = time.perf_counter()
+            run(1)
+            times[name].append(units / (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--updates", type=int, default=10, help="CSIL updates per timed call")
+    p.add_argument("--head-calls", type=int, default=10, help="HetStat passes per timed call")
+    p.add_argument("--sbx-steps", type=int, default=10, help="SBX gradient steps per timed `_train` call")
+    args = p.parse_args()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}; obs {OBS_DIM}, action {ACT_DIM}, "
+          f"D={FEATURES}, bottleneck {BOTTLENECK}; median of {args.rounds} interleaved rounds")
+    peak = peak_gflops()
+    print(f"measured peak: {peak:.1f} GFLOP/s (jitted float32 2048^3 matmul, best of 3)")
+    for width in args.widths:
+        print(f"\n== width {width} (policy trunk {width}x{width}, critic {width}x{width}) ==")
+        runners: dict[str, tuple[Callable[[int], None], int]] = {}
+        flops = {}
+        for name, (run, fl) in hetstat_steppers(width).items():
+            runners[f"HetStat {name} @512"] = (lambda n, run=run: run(args.head_calls), args.head_calls)
+            flops[f"HetStat {name} @512"] = fl
+        for label, nd, no in (("CSIL batch 256+256", 256, 256), ("CSIL batch 64+64", 64, 64)):
+            run, flops[label] = csil_stepper(width, nd, no)
+            run(1)  # compile
+            runners[label] = (lambda n, run=run: run(args.updates), args.updates)
+        sbx = sbx_steppers(width, 128, args.sbx_steps)
+        if isinstance(sbx, str):
+            print(sbx)
+        else:
+            for name, (run, fl) in sbx.items():
+                runners[f"{name} batch 128"] = (lambda n, run=run: run(1), args.sbx_steps)
+                flops[f"{name} batch 128"] = fl
+        rates = interleaved_rates(runners, args.rounds)
+        for name, rate in rates.items():
+            gf = flops[name] / 1e9
+            use = f"{gf:6.3f} GFLOP  {gf * rate:6.1f} GFLOP/s ({100 * gf * rate / peak:4.1f}% of peak)"
+            if name.startswith("HetStat"):
+                print(f"{name:26s} {1e3 / rate:8.2f} ms/pass     {use}")
+            else:
+                print(f"{name:26s} {rate:8.1f} updates/s  {use} per update")
+        for name in rates:
+            if name.startswith("SBX"):
+                print(f"ratio CSIL batch 64+64 / {name}: {rates['CSIL batch 64+64'] / rates[name]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
