@@ -9,7 +9,11 @@ KL's prior, the KL estimator, the reward source and the critic (module + head). 
 looks at which algorithm it runs. The equations are in `losses.py`.
 
 Regulariser. The actor minimises beta * E[KL(pi || p0)(s)] - E[Q(s, a)], and the soft value uses the same term.
-With the BC prior the KL is zero at initialisation; with the uniform prior it is an entropy bonus (SAC).
+With the BC prior q the KL is zero at initialisation, so fine-tuning starts at BC with a reward and a critic
+consistent with it; but BC is not this objective's optimum: a KL to q at beta with reward scale alpha equals a KL
+to the uniform prior at beta with scale alpha + beta, whose optimum is a sharpened q (book chapter 2, §2.5,
+eq-online-equivalent), and with success-ending episodes the reward shift adds a minimum-time bias
+(eq-shift-absorbing). With the uniform prior the KL is an entropy bonus (SAC).
 """
 
 from __future__ import annotations
