@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 def banner(preview: bool, what: str = "") -> None:
     """Print a banner so preview figures are never mistaken for full-budget results.
 
-    Full mode (CSIL_PREVIEW=0) is the reference CSIL code's scale: its network sizes and budgets (25k BC and 5k
-    SARSA steps, 250k environment steps for a CSIL run unless the chapter sets another), not the paper's own
-    experiment protocol.
+    Full mode (CSIL_PREVIEW=0) is the reference CSIL code's scale: its network sizes and budgets (25k BC and
+    5k SARSA steps, 250k environment steps for a CSIL run unless the chapter sets another), not the paper's
+    own experiment protocol.
     """
     if preview:
         extra = f" {what}" if what else ""

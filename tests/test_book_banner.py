@@ -1,4 +1,4 @@
-"""The chapters' preview banner says what full mode runs: the reference CSIL code's budget, not the paper's."""
+"""The chapters' banner says what full mode runs: the reference CSIL code's budget, not the paper's."""
 
 from csil_lite.book import banner
 
