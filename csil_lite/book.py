@@ -17,15 +17,22 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 
 def banner(preview: bool, what: str = "") -> None:
-    """Print a banner so preview figures are never mistaken for paper-scale results."""
+    """Print a banner so preview figures are never mistaken for full-budget results.
+
+    Full mode (CSIL_PREVIEW=0) is the reference CSIL code's scale: its network sizes and budgets (25k BC and
+    5k SARSA steps, 250k environment steps for a CSIL run unless the chapter sets another), not the paper's
+    own experiment protocol.
+    """
     if preview:
         extra = f" {what}" if what else ""
         print("PREVIEW MODE (CSIL_PREVIEW=1): small CPU budget, illustrative curves.")
         if extra:
             print(f"Reduced here:{extra}")
-        print("CSIL_PREVIEW=0 runs the paper-scale budget (GPU recommended).")
+        print("CSIL_PREVIEW=0 runs the full mode: the reference CSIL code's network sizes and budgets "
+              "(a CSIL run: 25k BC steps, 250k env steps; GPU recommended).")
     else:
-        print("FULL MODE (CSIL_PREVIEW=0): paper-scale budget.")
+        print("FULL MODE (CSIL_PREVIEW=0): the reference CSIL code's network sizes and budgets "
+              "wherever this chapter trains networks.")
 
 
 def artefacts_dir() -> Path:
