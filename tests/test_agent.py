@@ -7,7 +7,7 @@ from csil_lite.agents.core import init_state, make_agent, make_update, sample_wi
 from csil_lite.config import AgentConfig, RunConfig, preset
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.nets import HetStatPolicy
-from csil_lite.nets.critic import LayerNormCritic
+from csil_lite.nets.critic import LayerNormCritic, unit_fan_in
 from csil_lite.pretrain.critic import pretrain_critic, sarsa_rows, sarsa_targets
 
 OBS, ACT = 3, 2
@@ -126,6 +126,33 @@ def test_critic_pretraining_fits_demo_values():
     q = np.asarray(critic.apply(res.params, demos.obs, demos.action))
     # Episodes are 3 steps long and end terminally: values 1 + 0.5 + 0.25, 1 + 0.5, 1.
     np.testing.assert_allclose(q[:3], [1.75, 1.5, 1.0], atol=0.1)
+
+
+@pytest.mark.parametrize("norm", ["batch", "batch_weight"])
+def test_batch_normalised_critic_pretraining_fits_demo_values_in_eval_mode(norm):
+    """SARSA with the online update's joint train-mode pass: finite losses, running statistics moved (and carried
+    in the result), and the eval-mode values (running statistics) fit the closed-form demo values."""
+    from csil_lite.nets.critic import make_critic
+
+    demos = _two_episodes(timeout_first=False)
+    critic = make_critic((32, 32), norm=norm)
+    params = critic.module.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
+    r = np.ones(demos.size, np.float32)
+    project = unit_fan_in if critic.weight_norm else None
+    res = pretrain_critic(critic.module, params, demos, r, steps=1500, gamma=0.5, learning_rate=3e-3, tau=0.05,
+                          batch_size=16, grad_penalty=0.1, progress=False, project=project)
+    assert np.all(np.isfinite(res.losses)) and res.losses[-100:].mean() < 0.1 * res.losses[:100].mean()
+    before, after = jax.tree.leaves(params["batch_stats"]), jax.tree.leaves(res.params["batch_stats"])
+    assert len(before) == len(after) > 0
+    assert max(float(jnp.abs(a - b).max()) for a, b in zip(before, after)) > 1e-2
+    # Eval mode reads the running statistics and leaves them alone.
+    q, upd = critic.module.apply(res.params, demos.obs, demos.action, False, mutable=["batch_stats"])
+    for a, b in zip(jax.tree.leaves(upd["batch_stats"]), after):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(np.asarray(q)[:3], [1.75, 1.5, 1.0], atol=0.15)
+    if critic.weight_norm:  # the projection was applied after every step
+        k = res.params["params"]["Dense_0"]["kernel"]
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(k), axis=0), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
