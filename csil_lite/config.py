@@ -22,7 +22,7 @@ from csil_lite.errors import UserError
 
 PRESETS = ("preview", "reference", "paper")
 PRIORS = ("bc", "uniform")
-REWARDS = ("coherent", "env")
+REWARDS = ("coherent", "env", "sparse")
 KL_ESTIMATORS = ("mc", "exact")
 CRITIC_NORMS = ("layer", "none", "batch", "batch_weight")
 
@@ -143,13 +143,14 @@ class AgentConfig:
 
     Components (resolved once, by `agents.make_agent`): the KL's reference `prior` (the frozen BC policy, or the
     uniform density on [-1, 1]^d, which makes the KL an entropy bonus), the `reward` source (the coherent reward
-    of a refinable copy of the BC policy, or the environment's), and the `kl` estimator (a single-sample Monte-Carlo
+    of a refinable copy of the BC policy, the environment's, or 'sparse': -1 per step until success, which
+    terminates), and the `kl` estimator (a single-sample Monte-Carlo
     estimate, or the exact KL of the latent Gaussians, which needs the BC prior). The update schedule is `utd`
     critic steps per actor step. The critic network is chosen in `NetworkConfig`.
     """
 
     prior: str = "bc"  # 'bc' | 'uniform'
-    reward: str = "coherent"  # 'coherent' | 'env'
+    reward: str = "coherent"  # 'coherent' | 'env' | 'sparse' (-1 per step, 0 on the absorbing success step)
     kl: str = "mc"  # 'mc' | 'exact'
     gamma: float = 0.99
     tau: float = 0.005

@@ -52,6 +52,28 @@ def test_sac_regulariser_is_the_uniform_prior():
     np.testing.assert_allclose(np.asarray(kl), np.asarray(tanh_normal(mean, std).log_prob(a) + ACT * np.log(2)), rtol=1e-5)
 
 
+def test_sparse_reward_is_minus_one_until_the_absorbing_success():
+    """reward='sparse': r = terminal - 1 from the transition's absorbing flag; the stored reward is ignored, and
+    nothing is learned for it (the reward network is empty)."""
+    from csil_lite.agents.components import SparseReward
+
+    agent, state = _agent(prior="uniform", reward="sparse", refine_reward=False, gamma=0.9)
+    assert isinstance(agent.reward, SparseReward) and not jax.tree.leaves(state.reward.params)
+    batch = _batch(utd=2)
+    term = np.zeros((2, 8), np.float32)
+    term[:, ::3] = 1.0
+    batch = batch._replace(terminal=term, last=term)
+    r = np.asarray(agent.reward.of_batch(None, jax.tree.map(lambda x: x[0], batch)))
+    np.testing.assert_array_equal(r, term[0] - 1.0)
+    update = make_update(agent)
+    s1, m1 = update(state, batch, jax.random.PRNGKey(5))
+    s2, m2 = update(state, batch._replace(reward=-batch.reward + 7.0), jax.random.PRNGKey(5))
+    np.testing.assert_allclose(float(m1["reward"]), float(np.mean(term - 1.0)), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):  # the stored reward plays no part
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert all(np.isfinite(float(v)) for v in m1.values())
+
+
 def test_update_is_deterministic_and_moves_parameters():
     agent, state = _agent(utd=3)
     update = make_update(agent)
@@ -160,7 +182,7 @@ def test_batch_normalised_critic_pretraining_fits_demo_values_in_eval_mode(norm)
     [
         (dict(actor_lr=-1e-3), "actor_lr"),
         (dict(prior="ppo"), "prior"),
-        (dict(reward="sparse"), "reward"),
+        (dict(reward="shaped"), "reward"),
         (dict(kl="analytic"), "kl"),
         (dict(kl="exact", prior="uniform"), "no closed form"),
         (dict(gamma=1.0), "gamma"),

@@ -33,6 +33,7 @@ from csil_lite.agents.components import (
     Prior,
     RewardSource,
     SeparatePasses,
+    SparseReward,
     UniformPrior,
 )
 from csil_lite.agents.losses import action_grad_penalty, actor_loss, critic_loss
@@ -82,6 +83,8 @@ def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Criti
         reward = CoherentReward(policy, variant=config.reward_variant, scale=config.reward_scale,
                                 shift=config.numeric_shift, density=config.reward_density,
                                 refines=config.refine_reward, kl_weight=config.refine_kl_weight, n_demo=config.n_demo)
+    elif config.reward == "sparse":
+        reward = SparseReward()
     else:
         reward = EnvironmentReward()
     return Agent(
@@ -226,4 +229,4 @@ def make_act(agent: Agent) -> Callable:
 
 
 __all__ = ["Agent", "AgentState", "CoherentReward", "EnvironmentReward", "TrainState", "init_state", "make_act",
-           "make_agent", "make_update", "sample_with_kl"]
+           "make_agent", "make_update", "sample_with_kl", "SparseReward"]
