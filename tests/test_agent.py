@@ -419,3 +419,7 @@ def test_every_algorithm_and_budget_builds_and_updates_finitely(algo):
         state, metrics = update(state, batch, jax.random.PRNGKey(i))
     assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state))
+    # A categorical critic logs the fraction of shifted atoms clipped onto its support's ends (a scalar one does not).
+    assert ("clipped_frac" in metrics) == (cfg.nets.critic_head == "categorical")
+    if "clipped_frac" in metrics:
+        assert 0.0 <= float(metrics["clipped_frac"]) <= 1.0

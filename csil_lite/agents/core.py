@@ -162,6 +162,9 @@ def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Tran
         loss = loss + cfg.grad_penalty * penalty
     metrics = {"critic_loss": bellman, "grad_penalty": penalty, "q": jnp.mean(agent.head.value(out)),
                "reward": jnp.mean(r), "target": jnp.mean(agent.head.target_value(target))}
+    clipped = getattr(agent.head, "clipped_fraction", None)  # a categorical head: shifted atoms off its support
+    if clipped is not None:
+        metrics["clipped_frac"] = clipped(r, batch.terminal, next_kl, gamma=cfg.gamma, beta=cfg.beta)
     return loss, (metrics, batch_stats)
 
 
