@@ -1,8 +1,8 @@
 """Frozen configurations: a run (`RunConfig`) = data + budget + the agent's components + networks.
 
-Named algorithms are small files in `csil_lite.configs` (each `get(preview) -> RunConfig`); `preset(budget,
-algo=...)` looks one up. Budgets: "preview" (CPU minutes) and "reference" (the reference CSIL code's budget);
-"paper" (the seed paper's Table II) arrives with CSIL++. Budgets share every code path; only sizes and step
+Named algorithms are small files in `csil_lite.configs` (each `get(preview, paper_budget=False) -> RunConfig`);
+`preset(budget, algo=...)` looks one up. Budgets: "preview" (CPU minutes), "reference" (the reference CSIL code's
+budget) and "paper" (the seed paper's Table II). Budgets share every code path; only sizes and step
 counts differ. Values are validated on construction so a bad learning rate or an impossible batch fails before any
 compilation, with a message naming the field.
 """
@@ -22,7 +22,7 @@ from csil_lite.errors import UserError
 
 PRESETS = ("preview", "reference", "paper")
 PRIORS = ("bc", "uniform")
-REWARDS = ("coherent", "env")
+REWARDS = ("coherent", "env", "sparse")
 KL_ESTIMATORS = ("mc", "exact")
 CRITIC_NORMS = ("layer", "none", "batch", "batch_weight")
 
@@ -143,13 +143,14 @@ class AgentConfig:
 
     Components (resolved once, by `agents.make_agent`): the KL's reference `prior` (the frozen BC policy, or the
     uniform density on [-1, 1]^d, which makes the KL an entropy bonus), the `reward` source (the coherent reward
-    of a refinable copy of the BC policy, or the environment's), and the `kl` estimator (a single-sample Monte-Carlo
+    of a refinable copy of the BC policy, the environment's, or 'sparse': -1 per step until success, which
+    terminates), and the `kl` estimator (a single-sample Monte-Carlo
     estimate, or the exact KL of the latent Gaussians, which needs the BC prior). The update schedule is `utd`
     critic steps per actor step. The critic network is chosen in `NetworkConfig`.
     """
 
     prior: str = "bc"  # 'bc' | 'uniform'
-    reward: str = "coherent"  # 'coherent' | 'env'
+    reward: str = "coherent"  # 'coherent' | 'env' | 'sparse' (-1 per step, 0 on the absorbing success step)
     kl: str = "mc"  # 'mc' | 'exact'
     gamma: float = 0.99
     tau: float = 0.005
@@ -279,21 +280,17 @@ class RunConfig:
 def preset(name: str, **overrides: Any) -> RunConfig:
     """The named algorithm `algo` (default 'csil', see `csil_lite.configs`) at budget `name`, with overrides.
 
-    Budgets: 'preview' (CPU minutes) or 'reference' (the reference CSIL code's budget: 250k env steps, 25k BC,
-    5k SARSA steps). Overrides: RunConfig fields; `agent` and `nets` take dicts of their fields.
+    Budgets: 'preview' (CPU minutes), 'reference' (the reference CSIL code's budget: 250k env steps, 25k BC,
+    5k SARSA steps) or 'paper' (the seed paper's Table II: `configs.base.paper`). Overrides: RunConfig fields; `agent` and `nets` take dicts of their fields.
     """
     from csil_lite.configs import ALGORITHMS, get
 
     algo = overrides.pop("algo", "csil")
-    if name == "paper":
-        raise ValueError("preset 'paper' (the seed paper's Table II: 510k env steps, 200 demos, batch 128, UTD 4, "
-                         "a batch-normalised categorical critic) arrives with CSIL++; use 'reference' for the "
-                         "reference CSIL code's budget or 'preview'")
-    if name not in ("preview", "reference"):
+    if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algo {algo!r}; choose from {tuple(ALGORITHMS)}")
-    return with_overrides(get(algo, preview=name == "preview"), **overrides)
+    return with_overrides(get(algo, preview=name == "preview", paper_budget=name == "paper"), **overrides)
 
 
 def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:

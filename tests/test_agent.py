@@ -7,7 +7,7 @@ from csil_lite.agents.core import init_state, make_agent, make_update, sample_wi
 from csil_lite.config import AgentConfig, RunConfig, preset
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.nets import HetStatPolicy
-from csil_lite.nets.critic import LayerNormCritic
+from csil_lite.nets.critic import LayerNormCritic, unit_fan_in
 from csil_lite.pretrain.critic import pretrain_critic, sarsa_rows, sarsa_targets
 
 OBS, ACT = 3, 2
@@ -50,6 +50,28 @@ def test_sac_regulariser_is_the_uniform_prior():
     from csil_lite.distributions import tanh_normal
 
     np.testing.assert_allclose(np.asarray(kl), np.asarray(tanh_normal(mean, std).log_prob(a) + ACT * np.log(2)), rtol=1e-5)
+
+
+def test_sparse_reward_is_minus_one_until_the_absorbing_success():
+    """reward='sparse': r = terminal - 1 from the transition's absorbing flag; the stored reward is ignored, and
+    nothing is learned for it (the reward network is empty)."""
+    from csil_lite.agents.components import SparseReward
+
+    agent, state = _agent(prior="uniform", reward="sparse", refine_reward=False, gamma=0.9)
+    assert isinstance(agent.reward, SparseReward) and not jax.tree.leaves(state.reward.params)
+    batch = _batch(utd=2)
+    term = np.zeros((2, 8), np.float32)
+    term[:, ::3] = 1.0
+    batch = batch._replace(terminal=term, last=term)
+    r = np.asarray(agent.reward.of_batch(None, jax.tree.map(lambda x: x[0], batch)))
+    np.testing.assert_array_equal(r, term[0] - 1.0)
+    update = make_update(agent)
+    s1, m1 = update(state, batch, jax.random.PRNGKey(5))
+    s2, m2 = update(state, batch._replace(reward=-batch.reward + 7.0), jax.random.PRNGKey(5))
+    np.testing.assert_allclose(float(m1["reward"]), float(np.mean(term - 1.0)), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):  # the stored reward plays no part
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert all(np.isfinite(float(v)) for v in m1.values())
 
 
 def test_update_is_deterministic_and_moves_parameters():
@@ -128,12 +150,39 @@ def test_critic_pretraining_fits_demo_values():
     np.testing.assert_allclose(q[:3], [1.75, 1.5, 1.0], atol=0.1)
 
 
+@pytest.mark.parametrize("norm", ["batch", "batch_weight"])
+def test_batch_normalised_critic_pretraining_fits_demo_values_in_eval_mode(norm):
+    """SARSA with the online update's joint train-mode pass: finite losses, running statistics moved (and carried
+    in the result), and the eval-mode values (running statistics) fit the closed-form demo values."""
+    from csil_lite.nets.critic import make_critic
+
+    demos = _two_episodes(timeout_first=False)
+    critic = make_critic((32, 32), norm=norm)
+    params = critic.module.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
+    r = np.ones(demos.size, np.float32)
+    project = unit_fan_in if critic.weight_norm else None
+    res = pretrain_critic(critic.module, params, demos, r, steps=1500, gamma=0.5, learning_rate=3e-3, tau=0.05,
+                          batch_size=16, grad_penalty=0.1, progress=False, project=project)
+    assert np.all(np.isfinite(res.losses)) and res.losses[-100:].mean() < 0.1 * res.losses[:100].mean()
+    before, after = jax.tree.leaves(params["batch_stats"]), jax.tree.leaves(res.params["batch_stats"])
+    assert len(before) == len(after) > 0
+    assert max(float(jnp.abs(a - b).max()) for a, b in zip(before, after)) > 1e-2
+    # Eval mode reads the running statistics and leaves them alone.
+    q, upd = critic.module.apply(res.params, demos.obs, demos.action, False, mutable=["batch_stats"])
+    for a, b in zip(jax.tree.leaves(upd["batch_stats"]), after):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(np.asarray(q)[:3], [1.75, 1.5, 1.0], atol=0.15)
+    if critic.weight_norm:  # the projection was applied after every step
+        k = res.params["params"]["Dense_0"]["kernel"]
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(k), axis=0), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs,msg",
     [
         (dict(actor_lr=-1e-3), "actor_lr"),
         (dict(prior="ppo"), "prior"),
-        (dict(reward="sparse"), "reward"),
+        (dict(reward="shaped"), "reward"),
         (dict(kl="analytic"), "kl"),
         (dict(kl="exact", prior="uniform"), "no closed form"),
         (dict(gamma=1.0), "gamma"),
@@ -152,8 +201,6 @@ def test_bad_run_config():
         preset("preview", replay_capacity=64)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("huge")
-    with pytest.raises(ValueError, match="arrives with CSIL"):
-        preset("paper")
     with pytest.raises(ValueError, match="unknown algo"):
         preset("preview", algo="ppo")
     with pytest.raises(ValueError, match="bc_lr"):
@@ -224,6 +271,7 @@ def test_named_configurations_are_compositions_of_components():
         for preview in (True, False):
             cfg = get(algo, preview)
             assert cfg.algo == algo and cfg == preset("preview" if preview else "reference", algo=algo)
+        assert get(algo, False, paper_budget=True) == preset("paper", algo=algo)
     csil, sac = get("csil", True), get("sac_bc", True)
     assert (csil.agent.prior, csil.agent.reward) == ("bc", "coherent")
     assert (sac.agent.prior, sac.agent.reward, sac.agent.n_demo, sac.critic_pretrain_steps) == ("uniform", "env", 0, 0)
@@ -323,3 +371,55 @@ def test_batch_weight_normalised_twin_categorical_update():
     for a, b in zip(jax.tree.leaves(s_warm.critic.batch_stats), jax.tree.leaves(s1.critic.batch_stats)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert float(m1["kl"]) == 0.0  # the actor starts at the BC prior: the exact KL is zero
+
+
+def test_paper_budget_is_table_ii():
+    """preset('paper', algo='csilpp'): the seed paper's Table II, on CSIL++'s components."""
+    cfg = preset("paper", algo="csilpp")
+    assert cfg.agent.n_demo + cfg.agent.n_online == 128 and cfg.replay_capacity == 250_000
+    assert (cfg.learning_starts, cfg.bc_steps, cfg.critic_pretrain_steps) == (10_000, 50_000, 20_000)
+    assert (cfg.env_steps, cfg.num_demos, cfg.agent.beta, cfg.agent.utd) == (510_000, 200, 0.3, 4)
+    assert (cfg.nets.critic_norm, cfg.nets.critic_head, cfg.nets.critic_atoms, cfg.nets.critic_ensemble) == (
+        "batch_weight", "categorical", 101, 2)
+    assert cfg.agent.kl == "exact" and cfg.agent.prior == "bc" and cfg.agent.reward == "coherent"
+    xqc, sacfd = preset("preview", algo="xqc_od"), preset("preview", algo="sacfd")
+    assert (xqc.agent.reward, xqc.agent.prior, xqc.nets.critic_head, xqc.nets.critic_norm) == (
+        "sparse", "uniform", "categorical", "batch_weight")
+    assert xqc.nets.critic_v_min == pytest.approx(-1 / (1 - xqc.agent.gamma))
+    assert (sacfd.agent.reward, sacfd.nets.critic_norm) == ("sparse", "layer")
+    ratio = sacfd.agent.n_demo / (sacfd.agent.n_demo + sacfd.agent.n_online)
+    assert ratio == pytest.approx(0.2, abs=0.005)
+
+
+@pytest.mark.parametrize("algo", ["csil", "sac_bc", "bc", "csilpp", "xqc_od", "sacfd"])
+def test_every_algorithm_and_budget_builds_and_updates_finitely(algo):
+    """Every algo x budget config validates; at preview, shrunk by overrides, `prepare` (BC, SARSA where the config
+    has it, the support) and a few updates run and stay finite."""
+    from csil_lite.configs import ALGORITHMS
+    from csil_lite.loop import prepare
+
+    assert set(ALGORITHMS) == {"csil", "sac_bc", "bc", "csilpp", "xqc_od", "sacfd"}
+    for budget in ("preview", "reference", "paper"):
+        assert preset(budget, algo=algo).algo == algo
+    base = preset("preview", algo=algo)
+    n_demo = min(base.agent.n_demo, 4)
+    cfg = preset("preview", algo=algo, task="pointmass-reach", num_demos=2, bc_steps=5,
+                 critic_pretrain_steps=min(base.critic_pretrain_steps, 5), bc_batch=8,
+                 agent=dict(n_demo=n_demo, n_online=8 - n_demo if n_demo else 8),
+                 nets=dict(policy_hidden=(8,), features=8, critic_hidden=(8,), critic_atoms=11))
+    setup = prepare(cfg, progress=False)
+    assert np.all(np.isfinite(setup.critic_losses))
+    if not cfg.learn_online:
+        return
+    utd, rng = cfg.agent.utd, np.random.default_rng(0)
+    idx = rng.integers(0, setup.demos.size, (utd, 8))
+    batch = jax.tree.map(lambda x: jnp.asarray(x)[idx], setup.demos)
+    update, state = make_update(setup.agent), setup.state
+    for i in range(3):
+        state, metrics = update(state, batch, jax.random.PRNGKey(i))
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state))
+    # A categorical critic logs the fraction of shifted atoms clipped onto its support's ends (a scalar one does not).
+    assert ("clipped_frac" in metrics) == (cfg.nets.critic_head == "categorical")
+    if "clipped_frac" in metrics:
+        assert 0.0 <= float(metrics["clipped_frac"]) <= 1.0

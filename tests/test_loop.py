@@ -137,10 +137,17 @@ def test_csilpp_critic_runs_end_to_end_and_resumes(tmp_path):
     train(cfg, tmp_path / "split", progress=False, stop_after=150)
     train(cfg, tmp_path / "split", progress=False)
     assert _strip(read_metrics(tmp_path / "split")) == _strip(rows)
-    with pytest.raises(ValueError, match="batch-normalised critic"):
-        from csil_lite.loop import prepare
+    import numpy as np
 
-        prepare(preset("preview", **{**TINY, "nets": nets, "agent": dict(TINY["agent"])}), progress=False)
+    # SARSA pretraining of the same critic: the joint train-mode pass, batch statistics carried into the state.
+    from csil_lite.loop import prepare
+
+    setup = prepare(preset("preview", **{**TINY, "nets": nets, "agent": dict(TINY["agent"])}), progress=False)
+    assert setup.critic_losses.shape == (TINY["critic_pretrain_steps"],)
+    assert np.all(np.isfinite(setup.critic_losses))
+    means = [m for path, m in jax.tree_util.tree_leaves_with_path(setup.state.critic.batch_stats)
+             if getattr(path[-1], "key", None) == "mean"]  # initialised at zero; moved by the train-mode passes
+    assert means and all(float(np.abs(np.asarray(m)).max()) > 0 for m in means)
 
 
 def test_prepare_clips_the_demonstrations_once_for_every_stage():

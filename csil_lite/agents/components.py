@@ -5,7 +5,8 @@
 - KL estimator: `MonteCarloKL` (log pi(a|s) - log p0(a|s) at the sampled action) or `ExactKL` (the closed-form
   KL of the latent Gaussians, which needs a Gaussian prior);
 - reward source: `CoherentReward` (the coherent reward of a refinable copy of the BC policy, refined on every
-  critic step) or `EnvironmentReward` (the reward stored with the transitions).
+  critic step), `EnvironmentReward` (the reward stored with the transitions) or `SparseReward` (-1 per step,
+  0 on the absorbing success step: the minimum-time reward of SACfD / XQC+OD).
 
 Each component is an immutable NamedTuple of static settings, so it can be closed over by jitted functions.
 """
@@ -135,7 +136,28 @@ class EnvironmentReward(NamedTuple):
         return state, {}
 
 
-RewardSource = Union[CoherentReward, EnvironmentReward]
+class SparseReward(NamedTuple):
+    """-1 on every step, 0 on the step that reaches success: r = terminal - 1.
+
+    Success is the only absorbing end in the toy tasks and the robosuite wrapper (`terminated` = success,
+    time limits are `truncated`, stored as terminal=0), so `terminal` is the success flag and the reward needs
+    no environment-specific key; the environment's own sparse reward (1 on success) is ignored. Returns lie in
+    [-1/(1-gamma), 0]. The soft value is not clipped (`value_ceiling` inf): the KL term may add to it.
+    """
+
+    learned = False
+
+    def of_batch(self, params, batch: Transitions) -> jax.Array:
+        return batch.terminal.astype(jnp.float32) - 1.0
+
+    def value_ceiling(self, gamma: float) -> float:
+        return math.inf
+
+    def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
+        return state, {}
+
+
+RewardSource = Union[CoherentReward, EnvironmentReward, SparseReward]
 
 # -- critic passes -------------------------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from csil_lite.agents.components import (
     Prior,
     RewardSource,
     SeparatePasses,
+    SparseReward,
     UniformPrior,
 )
 from csil_lite.agents.losses import action_grad_penalty, actor_loss, critic_loss
@@ -86,6 +87,8 @@ def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Criti
         reward = CoherentReward(policy, variant=config.reward_variant, scale=config.reward_scale,
                                 shift=config.numeric_shift, density=config.reward_density,
                                 refines=config.refine_reward, kl_weight=config.refine_kl_weight, n_demo=config.n_demo)
+    elif config.reward == "sparse":
+        reward = SparseReward()
     else:
         reward = EnvironmentReward()
     return Agent(
@@ -163,6 +166,9 @@ def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Tran
         loss = loss + cfg.grad_penalty * penalty
     metrics = {"critic_loss": bellman, "grad_penalty": penalty, "q": jnp.mean(agent.head.value(out)),
                "reward": jnp.mean(r), "target": jnp.mean(agent.head.target_value(target))}
+    clipped = getattr(agent.head, "clipped_fraction", None)  # a categorical head: shifted atoms off its support
+    if clipped is not None:
+        metrics["clipped_frac"] = clipped(r, batch.terminal, next_kl, gamma=cfg.gamma, beta=cfg.beta)
     return loss, (metrics, batch_stats)
 
 
@@ -230,4 +236,4 @@ def make_act(agent: Agent) -> Callable:
 
 
 __all__ = ["Agent", "AgentState", "CoherentReward", "EnvironmentReward", "TrainState", "init_state", "make_act",
-           "make_agent", "make_update", "sample_with_kl"]
+           "make_agent", "make_update", "sample_with_kl", "SparseReward"]

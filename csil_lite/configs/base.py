@@ -3,7 +3,7 @@
 reference (`preview=False`): the reference CSIL code's budget and sizes, which are `RunConfig`'s defaults: 250k
 env steps with learning from 10k, 25k BC steps, 5k SARSA steps at 1e-4, batches of 256 demo + 256 online rows,
 HetStat 256-256 trunk with D=256 features and a 256-256 LayerNorm critic. (The seed paper's own Table II is a
-different budget; it arrives with CSIL++ as 'paper'.)
+different budget: 'paper', below.)
 
 preview (`preview=True`): CPU minutes on the toy task, measured there (chapter 5):
 - 25 demonstrations and 5k BC steps: with 2k steps BC stayed at 16-18 % success, with 5k it reached 36-65 %.
@@ -20,10 +20,28 @@ preview (`preview=True`): CPU minutes on the toy task, measured there (chapter 5
 
 from __future__ import annotations
 
+import dataclasses
+
 from csil_lite.config import AgentConfig, NetworkConfig, RunConfig
 
 
-def get(preview: bool) -> RunConfig:
+def paper() -> RunConfig:
+    """The seed paper's Table II budget (shared by every algorithm at budget 'paper'): 200 demonstrations, 50k BC
+    steps, 20k SARSA steps, 510k env steps with learning from 10k (the warm-up), a 250k replay and a batch of 128
+    (64 demonstration + 64 online rows: CSIL's batches are half demonstrations). Network sizes and learning rates
+    are "same as CSIL", i.e. the reference's (`RunConfig`'s defaults)."""
+    cfg = RunConfig()
+    return dataclasses.replace(cfg, num_demos=200, bc_steps=50_000, critic_pretrain_steps=20_000, env_steps=510_000,
+                               learning_starts=10_000, replay_capacity=250_000,
+                               agent=dataclasses.replace(cfg.agent, n_demo=64, n_online=64))
+
+
+def get(preview: bool, paper_budget: bool = False) -> RunConfig:
+    """`preview` or the reference budget; `paper_budget=True` (with preview False): Table II's (`paper`)."""
+    if paper_budget:
+        if preview:
+            raise ValueError("configs: a budget is either preview or paper, not both")
+        return paper()
     if not preview:
         return RunConfig()
     return RunConfig(

@@ -21,8 +21,8 @@ from csil_lite.config import RunConfig
 from csil_lite.configs import base
 
 
-def get(preview: bool) -> RunConfig:
-    cfg = base.get(preview)
+def get(preview: bool, paper_budget: bool = False) -> RunConfig:
+    cfg = base.get(preview, paper_budget)
     agent = dataclasses.replace(cfg.agent, prior="bc", reward="coherent", kl="mc", refine_reward=True)
     if preview:
         agent = dataclasses.replace(agent, beta=1.0, reward_shift="demos")

@@ -19,7 +19,7 @@ import optax
 from csil_lite.agents.losses import action_grad_penalty
 from csil_lite.agents.state import TrainState
 from csil_lite.data.transitions import Transitions
-from csil_lite.nets.critic import ScalarHead
+from csil_lite.nets.critic import ScalarHead, joint_forward
 from csil_lite.pretrain.bc import scan_in_chunks
 
 
@@ -45,6 +45,15 @@ def sarsa_targets(critic: nn.Module, target_params, rewards: jax.Array, batch: T
                              gamma)
 
 
+def sarsa_penalty(critic: nn.Module, variables, batch: Transitions, head=ScalarHead()) -> jax.Array:
+    """The action-gradient penalty of eq-ch5-sarsa in eval mode (summed over an ensemble's critics)."""
+    value = lambda o, a: head.value(critic.apply(variables, o, a))  # noqa: E731
+    shape = jax.eval_shape(value, batch.obs[0], batch.action[0]).shape
+    if shape == ():
+        return action_grad_penalty(value, batch.obs, batch.action)
+    return sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], batch.obs, batch.action) for e in range(shape[0]))
+
+
 def sarsa_loss(critic: nn.Module, variables, batch: Transitions, target: jax.Array, grad_penalty: float,
                head=ScalarHead()) -> tuple[jax.Array, jax.Array]:
     """eq-ch5-sarsa: the head's Bellman loss towards the fixed SARSA target plus the action-gradient penalty.
@@ -52,14 +61,26 @@ def sarsa_loss(critic: nn.Module, variables, batch: Transitions, target: jax.Arr
     Returns (loss, the Bellman part alone).
     """
     bellman = head.loss(critic.apply(variables, batch.obs, batch.action), jax.lax.stop_gradient(target))
-    value = lambda o, a: head.value(critic.apply(variables, o, a))  # noqa: E731
-    shape = jax.eval_shape(value, batch.obs[0], batch.action[0]).shape
-    if shape == ():
-        penalty = action_grad_penalty(value, batch.obs, batch.action)
-    else:  # an ensemble: every critic's penalty, summed
-        n = shape[0]
-        penalty = sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], batch.obs, batch.action) for e in range(n))
-    return bellman + grad_penalty * penalty, bellman
+    return bellman + grad_penalty * sarsa_penalty(critic, variables, batch, head), bellman
+
+
+def joint_sarsa_loss(critic: nn.Module, params, state: TrainState, batch: Transitions, rewards: jax.Array,
+                     gamma: float, grad_penalty: float, head=ScalarHead()):
+    """eq-ch5-sarsa for a batch-normalised critic, as the online update does it (`components.JointPass`): the
+    target params and the online params each run one train-mode pass over [s; s'], [a; a'_demo]; the target's
+    s' half gives the SARSA target, the online s half is regressed, and the online pass's batch statistics are
+    returned to be kept. The gradient penalty is taken in eval mode (running statistics), as online.
+
+    Returns (loss, (the Bellman part alone, new batch_stats)).
+    """
+    _, next_out, _ = joint_forward(critic, state.target_variables, batch.obs, batch.action, batch.next_obs,
+                                   batch.next_action)
+    target = head.sarsa_target(rewards, batch.terminal, next_out, gamma)
+    out, _, stats = joint_forward(critic, {"params": params, "batch_stats": state.batch_stats}, batch.obs,
+                                  batch.action, batch.next_obs, batch.next_action)
+    bellman = head.loss(out, jax.lax.stop_gradient(target))
+    penalty = sarsa_penalty(critic, {"params": params, "batch_stats": state.batch_stats}, batch, head)
+    return bellman + grad_penalty * penalty, (bellman, stats)
 
 
 def pretrain_critic(
@@ -83,11 +104,10 @@ def pretrain_critic(
     """SARSA on the demonstrations with fixed per-transition rewards (the BC policy's coherent reward).
 
     `project`: applied to the params at initialisation and after every step (weight normalisation), if given.
-    Critics with batch statistics are not supported yet (they need the joint pass of the online update).
+    A critic with batch statistics (critic_norm 'batch' / 'batch_weight') is trained with the online update's
+    joint train-mode pass (`joint_sarsa_loss`) and its batch statistics are carried in the `TrainState`.
     """
-    if jax.tree.leaves(critic_params.get("batch_stats", {})):
-        raise ValueError("critic pretraining: SARSA for a batch-normalised critic (critic_norm='batch' or "
-                         "'batch_weight') is not implemented yet; set critic_pretrain_steps=0")
+    joint = bool(jax.tree.leaves(critic_params.get("batch_stats", {})))
     if demo_rewards.shape != (demos.size,):
         raise ValueError(f"demo_rewards shape {demo_rewards.shape} != ({demos.size},)")
     rows = jnp.asarray(sarsa_rows(demos))
@@ -97,11 +117,17 @@ def pretrain_critic(
     def step(state: TrainState, key):
         idx = rows[jax.random.randint(key, (batch_size,), 0, rows.shape[0])]
         batch = jax.tree.map(lambda x: x[idx], data)
-        y = sarsa_targets(critic, state.target_variables, rewards_all[idx], batch, gamma, head)
-        (_, bellman), grads = jax.value_and_grad(
-            lambda p: sarsa_loss(critic, {"params": p, "batch_stats": state.batch_stats}, batch, y, grad_penalty,
-                                 head), has_aux=True)(state.params)
-        state = state.apply_gradients(grads)
+        if joint:
+            (_, (bellman, stats)), grads = jax.value_and_grad(
+                lambda p: joint_sarsa_loss(critic, p, state, batch, rewards_all[idx], gamma, grad_penalty, head),
+                has_aux=True)(state.params)
+            state = state.apply_gradients(grads, batch_stats=stats)
+        else:
+            y = sarsa_targets(critic, state.target_variables, rewards_all[idx], batch, gamma, head)
+            (_, bellman), grads = jax.value_and_grad(
+                lambda p: sarsa_loss(critic, {"params": p, "batch_stats": state.batch_stats}, batch, y,
+                                     grad_penalty, head), has_aux=True)(state.params)
+            state = state.apply_gradients(grads)
         if project is not None:
             state = state.replace(params=project(state.params))
         return state.update_target(tau), bellman
