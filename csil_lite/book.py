@@ -100,15 +100,16 @@ class LiveSlider(NamedTuple):
     image: Any  # ipywidgets.Image (PNG bytes)
 
 
-def _png(draw: Callable[[int], Any], i: int, label: str, dpi: int) -> bytes:
+def render_png(draw: Callable[[int], Any], i: int, label: str, dpi: int, who: str = "slider") -> bytes:
+    """PNG bytes of the figure `draw(i)` returns (closed afterwards); errors name `who`, `i` and `label`."""
     import matplotlib.pyplot as plt
 
     try:
         fig = draw(i)
     except Exception as exc:
-        raise RuntimeError(f"slider: drawing configuration {i} ({label!r}) failed") from exc
+        raise RuntimeError(f"{who}: drawing configuration {i} ({label!r}) failed") from exc
     if not hasattr(fig, "savefig"):
-        raise TypeError(f"slider: draw({i}) must return a matplotlib figure, got {type(fig).__name__}")
+        raise TypeError(f"{who}: draw({i}) must return a matplotlib figure, got {type(fig).__name__}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
@@ -129,7 +130,7 @@ def widget_slider(
     if not labels:
         raise ValueError("widget_slider: need at least one configuration label")
     labels = [str(lab) for lab in labels]
-    pngs = {0: _png(draw, 0, labels[0], dpi)}
+    pngs = {0: render_png(draw, 0, labels[0], dpi)}
     slider = widgets.IntSlider(value=0, min=0, max=len(labels) - 1, step=1, description=description,
                                continuous_update=False)
     label = widgets.Label(value=labels[0])
@@ -138,7 +139,7 @@ def widget_slider(
     def show(change: dict) -> None:
         i = int(change["new"])
         if i not in pngs:
-            pngs[i] = _png(draw, i, labels[i], dpi)
+            pngs[i] = render_png(draw, i, labels[i], dpi)
         image.value, label.value = pngs[i], labels[i]
 
     slider.observe(show, names="value")

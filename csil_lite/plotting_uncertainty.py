@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import uuid
 from typing import Any, Callable, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 
+from csil_lite.book import render_png
 from csil_lite.coherent import Density, Variant, policy_reward
 
 
@@ -236,16 +236,8 @@ def config_slider(
         raise ValueError("config_slider: need at least one configuration label")
     images = []
     for i, label in enumerate(labels):
-        try:
-            fig = draw(i)
-        except Exception as exc:
-            raise RuntimeError(f"config_slider: drawing configuration {i} ({label!r}) failed") from exc
-        if not hasattr(fig, "savefig"):
-            raise TypeError(f"config_slider: draw({i}) must return a matplotlib figure, got {type(fig).__name__}")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
-        plt.close(fig)
-        images.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+        png = render_png(draw, i, label, dpi, who="config_slider")
+        images.append("data:image/png;base64," + base64.b64encode(png).decode())
     uid = "csil-slider-" + uuid.uuid4().hex[:8]
     data = json.dumps({"src": images, "label": [str(lab) for lab in labels]}).replace("<", "\\u003c")  # no </script>
     markup = (
