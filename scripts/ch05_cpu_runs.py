@@ -1,6 +1,6 @@
 """Longer CPU runs of chapter 5's comparison, stored under book/_artefacts/ch05/ for the chapter to plot.
 
-Why: the chapter's preview (4,000 env steps, 2 seeds) shows whether CSIL keeps BC's successes and starts to
+Why: the chapter's preview (3,000 env steps, 2 seeds) shows whether CSIL keeps BC's successes and starts to
 improve on them; how far it gets needs more interaction. These runs are the preview preset unchanged, with
 20,000 env steps and 3 seeds: a few minutes per run on one CPU core.
 
