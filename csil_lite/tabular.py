@@ -244,10 +244,12 @@ def _log(p: jax.Array) -> jax.Array:
 
 
 def _boltzmann(Q: jax.Array, beta: float, log_prior: jax.Array) -> jax.Array:
+    """pi(a|s) = p(a|s) exp((Q(s,a) - V(s)) / beta) of eq-boltzmann, as a softmax of Q / beta + log p."""
     return jax.nn.softmax(Q / beta + log_prior, axis=1)
 
 
 def _soft_v(Q: jax.Array, beta: float, log_prior: jax.Array) -> jax.Array:
+    """V(s) = beta log sum_a p(a|s) exp(Q(s,a) / beta) of eq-soft-value (log p = -inf where p = 0)."""
     return beta * logsumexp(Q / beta + log_prior, axis=1)
 
 
@@ -262,7 +264,8 @@ def _backup(P: jax.Array, r: jax.Array, gamma: float, V: jax.Array) -> jax.Array
 
 
 def _evaluate(P, r, gamma, pi, beta, prior):
-    """Exact soft policy evaluation: V = sum_a pi (r + gamma P V) - beta KL(pi || prior), a linear solve."""
+    """Exact soft policy evaluation, eq-soft-eval: V = sum_a pi (r + gamma P V) - beta KL(pi || prior) is
+    linear in V, so solve (I - gamma P_pi) V = r_pi - beta KL_pi; returns (Q, V) with Q = r + gamma P V."""
     S = P.shape[0]
     P_pi = jnp.einsum("sa,sat->st", pi, P)
     r_pi = jnp.sum(pi * r, axis=1) - beta * _kl(pi, prior)
@@ -326,6 +329,10 @@ def policy_evaluation(
 # ------------------------------------------------------------------------------------------------ solvers
 @functools.partial(jax.jit, static_argnames=("iters",))
 def _svi(P, r, gamma, log_prior, beta, Q0, iters):
+    """Soft value iteration: `iters` applications of the soft Bellman operator of eq-soft-bellman,
+    Q <- r + gamma P V_Q with V_Q the soft value of eq-soft-value; also returns each sweep's sup-norm
+    change."""
+
     def step(Q, _):
         Q_new = _backup(P, r, gamma, _soft_v(Q, beta, log_prior))
         return Q_new, jnp.max(jnp.abs(Q_new - Q))
@@ -371,6 +378,8 @@ def soft_value_iteration(
 
 @functools.partial(jax.jit, static_argnames=("iters",))
 def _spi(P, r, gamma, prior, beta, pi0, iters):
+    """Soft policy iteration: evaluate pi_k exactly (eq-soft-eval), improve pi_{k+1} = p exp((Q - V) / beta)
+    (eq-boltzmann); returns the last policy, its predecessor's (Q, V) and max |pi_{k+1} - pi_k| per step."""
     log_prior = _log(prior)
 
     def step(pi, _):
@@ -450,7 +459,8 @@ def greedy_policy(Q_or_pi: ArrayLike) -> np.ndarray:
 # -------------------------------------------------------------------------------------------- occupancies
 @_x64
 def occupancy(mdp: TabularMDP, pi: ArrayLike) -> np.ndarray:
-    """Normalised discounted state occupancy rho = (1 - gamma) mu0^T (I - gamma P_pi)^{-1}; sums to 1."""
+    """Normalised discounted state occupancy of eq-occupancy, rho = (1 - gamma) mu0^T (I - gamma P_pi)^{-1},
+    one linear solve; sums to 1."""
     _check_mdp(mdp)
     pi = jnp.asarray(validate_policy("pi", pi, mdp.n_states, mdp.n_actions))
     P_pi = jnp.einsum("sa,sat->st", pi, jnp.asarray(mdp.P))
@@ -519,7 +529,8 @@ def collect_demos(
 
 
 def bc_policy(counts: ArrayLike, prior: ArrayLike | None = None, *, eps: float = BC_EPS) -> np.ndarray:
-    """Tabular BC as in the reference: counts act as logits on top of log prior, softmax, then an eps floor.
+    """Tabular BC as in the reference, eq-bc: counts act as logits on top of log prior, softmax, then an eps
+    floor.
 
     Unvisited states get the prior back (the tabular version of HetStat's reversion out of distribution).
     Unlike the reference, the eps floor is renormalised so each row is an exact distribution.
@@ -538,7 +549,8 @@ def bc_policy(counts: ArrayLike, prior: ArrayLike | None = None, *, eps: float =
 
 
 def coherent_reward(pi_bc: ArrayLike, prior: ArrayLike | None = None, alpha: float = 1.0) -> np.ndarray:
-    """r(s,a) = alpha (log pi_BC(a|s) - log prior(a|s)): the reward for which pi_BC is already soft-optimal."""
+    """eq-coherent-reward: r(s,a) = alpha (log pi_BC(a|s) - log prior(a|s)), the reward for which pi_BC is
+    already soft-optimal."""
     pi_bc = np.asarray(pi_bc, dtype=np.float64)
     if pi_bc.ndim != 2:
         raise ValueError(f"pi_bc: expected shape (S, A), got {pi_bc.shape}")
@@ -620,7 +632,7 @@ def csil_policy(
     """Tabular CSIL: soft policy iteration on the coherent reward, started at pi_BC. Returns (solution, reward).
 
     The reward has scale `alpha` and the SPI step regularises towards the prior at temperature `beta`. With
-    `beta == alpha` pi_BC is already the fixed point (chapter 2, proposition after {eq}`eq-coherent-reward`);
+    `beta == alpha` pi_BC is already the fixed point (chapter 2, proposition after eq-coherent-reward);
     the reference uses alpha = 1 and a much colder SPI temperature (beta = 1e-3), so the policy sharpens
     towards the demonstrated actions and, where the BC policy is uniform, learns to steer back to the
     demonstrated states.
@@ -664,7 +676,7 @@ def shifted_coherent_reward(
     shift: float = 0.0,
     absorbing: ArrayLike | None = None,
 ) -> np.ndarray:
-    """Chapter 2, {eq}`eq-shifted-reward`: alpha (log q - log p) - shift, and 0 in absorbing states.
+    """Chapter 2, eq-shifted-reward: alpha (log q - log p) - shift, and 0 in absorbing states.
 
     Once an episode has ended (an absorbing state) nothing is paid, neither the log-ratio nor the shift;
     this is what makes a constant shift matter when episodes end on success.
@@ -678,7 +690,7 @@ def shifted_coherent_reward(
 
 
 def coherent_reward_bound(prior: ArrayLike, alpha: float = 1.0) -> float:
-    """Chapter 2, {eq}`eq-reward-bound`: alpha max_{s,a} (-log p(a|s)), an upper bound on the coherent
+    """Chapter 2, eq-reward-bound: alpha max_{s,a} (-log p(a|s)), an upper bound on the coherent
     reward of *any* policy (q <= 1), reached only where q puts all its mass on one action; chapter 5's
     'bound' shift."""
     prior = np.asarray(prior, dtype=np.float64)
@@ -709,7 +721,7 @@ def online_value(
     prior: ArrayLike | None = None,
     shift: float = 0.0,
 ) -> np.ndarray:
-    """Chapter 2, {eq}`eq-online-value`: the exact value of q under the shifted coherent reward with a KL to
+    """Chapter 2, eq-online-value: the exact value of q under the shifted coherent reward with a KL to
     the reference at temperature beta,
     V^q = (I - gamma P_q)^{-1} [m (alpha KL(q||p) - shift) - beta KL(q||ref)],
     m = 1 outside absorbing states. Written out in numpy, independently of the soft policy iteration code."""
@@ -737,7 +749,7 @@ def online_improvement(
     prior: ArrayLike | None = None,
     shift: float = 0.0,
 ) -> np.ndarray:
-    """Chapter 2, {eq}`eq-online-step`: one soft policy improvement step from q on the shifted coherent
+    """Chapter 2, eq-online-step: one soft policy improvement step from q on the shifted coherent
     reward, regularised towards `reference` ('bc' = q, CSIL's online objective; 'prior' = p) at temperature
     beta:
 
@@ -811,7 +823,7 @@ def minimum_time_bias(
     prior: ArrayLike | None = None,
     iters: int = 2000,
 ) -> ShiftBias:
-    """Chapter 2, {eq}`eq-shift-absorbing`: solve the KL-regularised problem on the shifted coherent reward
+    """Chapter 2, eq-shift-absorbing: solve the KL-regularised problem on the shifted coherent reward
     exactly (soft value iteration, temperature beta, default alpha; KL to `reference`) and measure how far its
     optimum is from q: the largest total-variation distance on the demonstrated states and the expected visits
     before success. With reference 'prior', beta = alpha and shift = 0 the optimum is q itself, so any
