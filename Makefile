@@ -27,10 +27,12 @@ book: $(STAMP)
 	CSIL_PREVIEW=$(PREVIEW) $(BIN)/jupyter-book build . --keep-going
 	@echo "Book HTML: $(CURDIR)/_build/html/index.html"
 
-## Scratch copy of the book with chapters converted to .ipynb (never inside book/).
+## Scratch copy of the book with chapters converted to .ipynb (never inside book/). csil_lite comes along
+## because the chapters show library code with `{literalinclude} ../csil_lite/...` (the kernels import the
+## installed package: the copy is not on their path).
 notebooks: $(STAMP)
 	rm -rf $(SCRATCH) && mkdir -p $(SCRATCH)
-	cp -r book _config.yml _toc.yml references.bib $(SCRATCH)/
+	cp -r book _config.yml _toc.yml references.bib csil_lite $(SCRATCH)/
 	$(BIN)/python scripts/convert_chapters.py $(SCRATCH)/book
 
 ## The test command: pytest runs the unit tests and every chapter (nbmake, preview mode) in one session.
