@@ -4,8 +4,8 @@ Each chapter (`book/NN_*.md`) is read with jupytext, its outputs are taken from 
 (jupyter-cache, `_build/.jupyter_cache`), and a setup cell goes in front that, on Colab only, clones the
 repository at the built commit, installs csil_lite from it and moves into book/ (where the chapters find their
 stored _artefacts). A reader sees the results before running anything. Markdown cells that show library code
-with a `{literalinclude}` directive (which only the book renders) get that code as a fenced python block instead:
-the `:pyobject:` named, read from the same file with `ast`, as Sphinx shows it.
+with a `{literalinclude}` directive (which only the book renders) get that code as a fenced python block
+instead: the `:pyobject:` named, read from the same file with `ast`, as Sphinx shows it.
 
     python scripts/colab_notebooks.py book _colab/book --cache _build/.jupyter_cache \\
         --repo https://github.com/o/r --ref SHA
@@ -73,8 +73,8 @@ def pyobject_source(path: Path, name: str) -> str:
 def inline_literalincludes(markdown: str, base: Path) -> str:
     """`markdown` with every {literalinclude} directive replaced by the code it shows, in a fenced block.
 
-    Paths are relative to `base` (the chapter's directory), as in the book. The caption, if any, goes above the
-    block in italics. A missing file or object raises LookupError naming it.
+    Paths are relative to `base` (the chapter's directory), as in the book. The caption, if any, goes above
+    the block in italics. A missing file or object raises LookupError naming it.
     """
 
     def code(match: re.Match) -> str:
@@ -91,7 +91,7 @@ def inline_literalincludes(markdown: str, base: Path) -> str:
 
 
 def inline_notebook_literalincludes(nb: nbformat.NotebookNode, base: Path) -> nbformat.NotebookNode:
-    """A copy of `nb` whose markdown cells show their {literalinclude} code inline (`inline_literalincludes`)."""
+    """A copy of `nb` whose markdown cells show their {literalinclude} code inline."""
     out = nbformat.from_dict(nb)
     for cell in out.cells:
         if cell.cell_type == "markdown" and "{literalinclude}" in cell.source:

@@ -1,5 +1,5 @@
-"""Formula to code in one step: every `{literalinclude}` with `:pyobject:` in a chapter shows an existing function
-whose docstring names the equation it sits under, and the Colab notebooks show the same code inline."""
+"""Formula to code in one step: every `{literalinclude}` with `:pyobject:` in a chapter shows an existing
+function whose docstring names the equation it sits under; the Colab notebooks show the same code inline."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ BOOK = ROOT / "book"
 INCLUDE = re.compile(r"^(?P<fence>`{3,}|~{3,}|:{3,})\{literalinclude\}[ \t]+(?P<path>\S+)[ \t]*\n"
                      r"(?P<options>(?:[ \t]*:[\w-]+:.*\n)*)(?P=fence)[ \t]*$", re.M)
 # Equation labels: dollarmath `$$ (label)`, a `(label)=` target, a math directive's `:label: label`.
-EQUATION_LABEL = re.compile(r"^\$\$[ \t]*\((?P<a>[^)\s]+)\)[ \t]*$|^[ \t]*:label:[ \t]*(?P<b>\S+)[ \t]*$", re.M)
+EQUATION_LABEL = re.compile(r"^\$\$[ \t]*\((?P<a>[^)\s]+)\)[ \t]*$|^[ \t]*:label:[ \t]*(?P<b>\S+)[ \t]*$",
+                            re.M)
+OPTION = re.compile(r"^[ \t]*:([\w-]+):[ \t]*(.*?)[ \t]*$", re.M)
 TARGET = re.compile(r"^\((?P<c>[^)\s]+)\)=[ \t]*$", re.M)
 # How a docstring names a label: eq-<words>, plain or inside an {eq} role.
 DOC_LABEL = re.compile(r"\beq-[a-z0-9]+(?:-[a-z0-9]+)*\b")
@@ -57,7 +59,7 @@ def link_errors(chapter: str, text: str, base: Path, labels: set[str]) -> list[s
     errors = []
     equations = [(m.start(), m["a"] or m["b"]) for m in EQUATION_LABEL.finditer(text)]
     for m in INCLUDE.finditer(text):
-        options = dict(re.findall(r"^[ \t]*:([\w-]+):[ \t]*(.*?)[ \t]*$", m["options"], flags=re.M))
+        options = dict(OPTION.findall(m["options"]))
         if "pyobject" not in options:
             continue
         where = f"{chapter}: literalinclude {m['path']} :pyobject: {options['pyobject']}"
@@ -87,8 +89,7 @@ def chapters() -> dict[str, str]:
 
 
 def includes(text: str) -> list[dict[str, str]]:
-    return [{"path": m["path"], **dict(re.findall(r"^[ \t]*:([\w-]+):[ \t]*(.*?)[ \t]*$", m["options"], re.M))}
-            for m in INCLUDE.finditer(text)]
+    return [{"path": m["path"], **dict(OPTION.findall(m["options"]))} for m in INCLUDE.finditer(text)]
 
 
 def test_every_pyobject_include_resolves_and_names_its_equation():
@@ -204,7 +205,8 @@ def test_colab_notebooks_show_the_included_code_inline():
         assert "{literalinclude}" not in markdown, md.name
         for inc in includes(md.read_text()):
             # the same code the library runs: inspect's source of the imported object, decorators included
-            module = importlib.import_module(inc["path"].removeprefix("../").removesuffix(".py").replace("/", "."))
+            module_name = inc["path"].removeprefix("../").removesuffix(".py").replace("/", ".")
+            module = importlib.import_module(module_name)
             obj = module
             for part in inc["pyobject"].split("."):
                 obj = getattr(obj, part)
