@@ -50,9 +50,9 @@ def run_cell(root: Path) -> dict:
         "PREVIEW": True, "json": json, "np": np, "plt": plt, "artefacts_dir": lambda: root,
         "curves_by_algo": curves_by_algo, "plot_curves": plot_curves, "read_metrics": read_metrics,
         "glue": lambda key, value, display=False: glued.__setitem__(key, value),
-        "cfg_csil": preset("preview", algo="csil", seed=0, env_steps=1_500, eval_every=1_500, eval_episodes=5,
+        "cfg_csil": preset("preview", algo="csil", seed=0, env_steps=1_000, eval_every=1_000, eval_episodes=5,
                            **LIFT),
-        "rows": [{"step": 0, "success_rate": 0.4}, {"step": 1_500, "success_rate": 0.6}],
+        "rows": [{"step": 0, "success_rate": 0.4}, {"step": 1_000, "success_rate": 0.6}],
     }
     try:
         exec(compile(the_cell(), str(CHAPTER), "exec"), ns)
