@@ -47,6 +47,9 @@ class ProbeTrace(NamedTuple):
     q: np.ndarray  # mean Q on the batches over the interval
     clipped_frac: np.ndarray  # fraction of shifted atoms clipped onto the support's ends (NaN for a scalar head)
     finite: np.ndarray  # bool: every param, statistic and metric finite at the checkpoint
+    initial_critic_norm: float  # the norms before the first update
+    initial_hidden_norm: float
+    initial_actor_norm: float
     utd: int
     seconds: float  # wall time of all chunks, the first (compiling) one included
     compile_seconds: float  # wall time of the first chunk minus that of the second (0 with one chunk)
@@ -129,6 +132,8 @@ def critic_probe(setup, updates: int, every: int, *, seed: int = 0) -> ProbeTrac
                          f"updates={updates}, every={every}")
     chunk = make_probe_chunk(setup.agent, setup.demos, every)
     state, key = setup.state, jax.random.PRNGKey(seed)
+    initial = (float(_norm(state.critic.params)), float(jnp.sqrt(_sq(hidden_kernels(state.critic.params)))),
+               float(_norm(state.actor.params)))
     rows: list[dict] = []
     times = []
     for c in range(updates // every):
@@ -153,7 +158,8 @@ def critic_probe(setup, updates: int, every: int, *, seed: int = 0) -> ProbeTrac
         updates=col("updates"), critic_steps=col("updates") * utd, critic_norm=col("critic_norm"),
         hidden_norm=col("hidden_norm"), actor_norm=col("actor_norm"), lr_critic=col("lr_critic"),
         lr_hidden=col("lr_hidden"), lr_actor=col("lr_actor"), critic_loss=col("critic_loss"), q=col("q"),
-        clipped_frac=col("clipped_frac"), finite=col("finite").astype(bool), utd=utd, seconds=float(sum(times)),
+        clipped_frac=col("clipped_frac"), finite=col("finite").astype(bool), initial_critic_norm=initial[0],
+        initial_hidden_norm=initial[1], initial_actor_norm=initial[2], utd=utd, seconds=float(sum(times)),
         compile_seconds=float(times[0] - times[1]) if len(times) > 1 else 0.0,
     )
 

@@ -97,11 +97,12 @@ def test_probe_weight_norm_keeps_unit_fan_in(base_setup):
     assert wn.finite.all() and wn.utd == 4 and list(wn.updates) == [20, 40, 60]
     assert list(wn.critic_steps) == [80, 160, 240]
     np.testing.assert_allclose(wn.hidden_norm, np.sqrt(2 * (16 + 16)), rtol=1e-5)
+    assert wn.initial_hidden_norm == pytest.approx(np.sqrt(2 * (16 + 16)), rel=1e-5)  # projected at init too
     assert np.all((wn.clipped_frac >= 0) & (wn.clipped_frac <= 1))
     bn = critic_probe(_setup(base_setup, critic_norm="batch"), updates=60, every=20)
     assert bn.finite.all()
     assert np.all(np.diff(bn.hidden_norm) > 0), bn.hidden_norm  # scale-invariant kernels only grow
-    assert bn.hidden_norm[0] > np.sqrt(2 * (16 + 16))
+    assert bn.hidden_norm[0] > bn.initial_hidden_norm
 
 
 def test_probe_relative_step_matches_a_manual_update(base_setup):
