@@ -67,8 +67,12 @@ def test_batch_norm_makes_the_loss_scale_invariant_in_the_kernel():
     # without normalisation neither holds
     plain = make_critic((32, 32), "none", "scalar", 1)
     vp = plain.module.init(jax.random.PRNGKey(0), x[:1], a[:1])
-    f = lambda s: plain.module.apply({"params": {**vp["params"], "Dense_1": {**vp["params"]["Dense_1"],  # noqa: E731
-                                                                             "kernel": s * vp["params"]["Dense_1"]["kernel"]}}}, x, a)
+    dense = vp["params"]["Dense_1"]
+
+    def f(scale):
+        params = {**vp["params"], "Dense_1": {**dense, "kernel": scale * dense["kernel"]}}
+        return plain.module.apply({"params": params}, x, a)
+
     assert float(jnp.max(jnp.abs(f(10.0) - f(1.0)))) > 1e-2
 
 
@@ -102,7 +106,7 @@ def test_probe_weight_norm_keeps_unit_fan_in(base_setup):
     bn = critic_probe(_setup(base_setup, critic_norm="batch"), updates=60, every=20)
     assert bn.finite.all()
     assert np.all(np.diff(bn.hidden_norm) > 0), bn.hidden_norm  # scale-invariant kernels only grow
-    assert bn.hidden_norm[0] > bn.initial_hidden_norm
+    assert not np.allclose(bn.hidden_norm, np.sqrt(2 * (16 + 16)), rtol=1e-3)  # nothing holds it on the sphere
 
 
 def test_probe_relative_step_matches_a_manual_update(base_setup):
