@@ -87,3 +87,22 @@ def median_iqr(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarra
     """Median and the 25th / 75th percentiles across seeds (the paper's uncertainty bands)."""
     v = np.asarray(values, np.float64)
     return np.median(v, axis=axis), np.percentile(v, 25, axis=axis), np.percentile(v, 75, axis=axis)
+
+
+def steps_to_threshold(steps: Sequence[float], values: Sequence[float], threshold: float) -> float | None:
+    """The first evaluated step at which `values` reaches `threshold` (value >= threshold); None if it never does.
+
+    `steps` and `values` are one run's evaluation steps and its metric there (e.g. success rate), in step order.
+    NaN values (a metric not recorded at that evaluation) never count as reached.
+    """
+    s, v = np.asarray(steps, np.float64), np.asarray(values, np.float64)
+    if s.ndim != 1 or s.shape != v.shape:
+        raise ValueError(f"steps_to_threshold: need 1-D steps and values of one length, got shapes {s.shape} and "
+                         f"{v.shape}")
+    if s.size > 1 and np.any(np.diff(s) <= 0):
+        raise ValueError(f"steps_to_threshold: steps must be strictly increasing, got {s.tolist()}")
+    hit = np.flatnonzero(v >= threshold)
+    if hit.size == 0:
+        return None
+    first = s[hit[0]]
+    return int(first) if float(first).is_integer() else float(first)

@@ -1,0 +1,167 @@
+"""Critic probes: train an agent's update on replayed demonstration batches and watch its parameters.
+
+`critic_probe` runs the agent's own critic and actor steps (`agents.core.critic_step` / `actor_step`, the
+functions the online loop runs) on batches drawn uniformly from the demonstration transitions (s, a, s'),
+`n_demo + n_online` rows per critic step and `utd` critic steps per update, with no environment interaction. It
+measures the update's numerics, not learning: how the parameter norms move, how large one update is relative to
+the parameters (the *effective learning rate*), and whether anything becomes non-finite. Chapter 6 runs it over
+critic normalisations and heads; `benchmarks/soak_bn_wn.py` runs it for 20k updates.
+
+Why the effective learning rate. A layer followed by batch (or layer) normalisation computes the same function
+for W and c W (c > 0), so the loss is scale-invariant in W: its gradient is orthogonal to W and proportional to
+1 / ||W||. Every step then *adds* to ||W|| (Pythagoras), and what matters for the function, the change of
+direction, is ||dW|| / ||W||. With Adam the step size per coordinate is about the learning rate whatever the
+gradient's scale, so the direction's step shrinks like lr / ||W|| as ||W|| grows. Weight normalisation as a
+projection (`nets.critic.unit_fan_in`) keeps every fan-in at unit norm, so that ratio stays put.
+
+Every checkpoint (every `every` updates) reports the norms at that point and the mean over the last `every`
+updates of each one-update ratio ||theta_{t+1} - theta_t|| / ||theta_t||, for all critic params, for the critic's
+hidden Dense kernels (the scale-invariant ones when followed by a normalisation), and for the actor. One jitted
+`lax.scan` over `every` updates is compiled once per configuration and called `updates / every` times.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from csil_lite.agents.core import actor_step, critic_step
+
+
+class ProbeTrace(NamedTuple):
+    """Per checkpoint (arrays of length `updates // every`); `updates` counts updates (utd critic steps each)."""
+
+    updates: np.ndarray  # update index at each checkpoint
+    critic_steps: np.ndarray  # critic gradient steps at each checkpoint (updates * utd)
+    critic_norm: np.ndarray  # ||theta|| of all critic params (the online ones)
+    hidden_norm: np.ndarray  # ||W|| of the critic's hidden Dense kernels (all but the output layer)
+    actor_norm: np.ndarray  # ||theta|| of the actor's params
+    lr_critic: np.ndarray  # mean over the interval of ||theta_{t+1} - theta_t|| / ||theta_t||, all critic params
+    lr_hidden: np.ndarray  # the same for the hidden Dense kernels
+    lr_actor: np.ndarray  # the same for the actor
+    critic_loss: np.ndarray  # mean over the interval of the Bellman loss (the head's: squared error or CE)
+    q: np.ndarray  # mean Q on the batches over the interval
+    clipped_frac: np.ndarray  # fraction of shifted atoms clipped onto the support's ends (NaN for a scalar head)
+    finite: np.ndarray  # bool: every param, statistic and metric finite at the checkpoint
+    initial_critic_norm: float  # the norms before the first update
+    initial_hidden_norm: float
+    initial_actor_norm: float
+    utd: int
+    seconds: float  # wall time of all chunks, the first (compiling) one included
+    compile_seconds: float  # wall time of the first chunk minus that of the second (0 with one chunk)
+
+
+def _sq(leaves) -> jax.Array:
+    return sum((jnp.sum(jnp.square(x)) for x in leaves), jnp.zeros(()))
+
+
+def _norm(tree) -> jax.Array:
+    return jnp.sqrt(_sq(jax.tree.leaves(tree)))
+
+
+def hidden_kernels(params) -> list:
+    """The kernels of every Dense layer except the last of its parent module (the output layer), in tree order.
+
+    Layers are named `Dense_0 ... Dense_L` by flax within a parent; the highest index is the output layer. A
+    leading ensemble axis is kept (the kernels of all critics of an ensemble are returned together)."""
+    out = []
+
+    def walk(node):
+        if not isinstance(node, dict):
+            return
+        dense = sorted((k for k in node if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))
+        out.extend(node[k]["kernel"] for k in dense[:-1])
+        for k, v in node.items():
+            if not k.startswith("Dense_"):
+                walk(v)
+
+    walk(params)
+    return out
+
+
+def _rel_step(new, old) -> jax.Array:
+    return _norm(jax.tree.map(jnp.subtract, new, old)) / _norm(old)
+
+
+def _rel_step_hidden(new, old) -> jax.Array:
+    a, b = hidden_kernels(new), hidden_kernels(old)
+    if not b:
+        return jnp.full((), jnp.nan)
+    return jnp.sqrt(_sq([x - y for x, y in zip(a, b)])) / jnp.sqrt(_sq(b))
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_probe_chunk(agent, demos, every: int):
+    """jit(chunk(state, key) -> (state, per-update metrics [every])): `every` updates on replayed demo batches."""
+    cfg = agent.config
+    rows, utd = cfg.n_demo + cfg.n_online, cfg.utd
+    data = jax.tree.map(jnp.asarray, demos)
+    n = data.obs.shape[0]
+
+    def one_update(state, key):
+        k_idx, k_upd = jax.random.split(key)
+        idx = jax.random.randint(k_idx, (utd, rows), 0, n)
+        batch = jax.tree.map(lambda x: x[idx], data)
+        keys = jax.random.split(k_upd, utd + 1)
+        new, m = jax.lax.scan(lambda s, xs: critic_step(agent, s, *xs), state, (batch, keys[1:]))
+        new, am = actor_step(agent, new, jax.tree.map(lambda x: x[-1], batch), keys[0])
+        m = jax.tree.map(jnp.mean, m)
+        out = {"critic_loss": m["critic_loss"], "q": m["q"],
+               "clipped_frac": m.get("clipped_frac", jnp.full((), jnp.nan)),
+               "lr_critic": _rel_step(new.critic.params, state.critic.params),
+               "lr_hidden": _rel_step_hidden(new.critic.params, state.critic.params),
+               "lr_actor": _rel_step(new.actor.params, state.actor.params)}
+        return new, out
+
+    return jax.jit(lambda state, key: jax.lax.scan(one_update, state, jax.random.split(key, every)))
+
+
+def critic_probe(setup, updates: int, every: int, *, seed: int = 0) -> ProbeTrace:
+    """Train `setup`'s agent (a `loop.Setup`: agent, demonstrations, initial state) for `updates` updates on
+    replayed demonstration batches; a checkpoint every `every` updates (see the module docstring)."""
+    if updates < 1 or every < 1 or updates % every:
+        raise ValueError(f"critic_probe: need updates >= 1 and every >= 1 with updates % every == 0, got "
+                         f"updates={updates}, every={every}")
+    chunk = make_probe_chunk(setup.agent, setup.demos, every)
+    state, key = setup.state, jax.random.PRNGKey(seed)
+    initial = (float(_norm(state.critic.params)), float(jnp.sqrt(_sq(hidden_kernels(state.critic.params)))),
+               float(_norm(state.actor.params)))
+    rows: list[dict] = []
+    times = []
+    for c in range(updates // every):
+        key, k = jax.random.split(key)
+        t0 = time.perf_counter()
+        state, m = chunk(state, k)
+        m = jax.device_get(m)
+        times.append(time.perf_counter() - t0)
+        finite = bool(_all_finite(state)) and all(np.all(np.isfinite(v)) for name, v in m.items()
+                                                   if name != "clipped_frac" and name != "lr_hidden")
+        rows.append({
+            "updates": (c + 1) * every,
+            "critic_norm": float(_norm(state.critic.params)),
+            "hidden_norm": float(jnp.sqrt(_sq(hidden_kernels(state.critic.params)))),
+            "actor_norm": float(_norm(state.actor.params)),
+            **{name: float(np.mean(v)) for name, v in m.items()},
+            "finite": finite,
+        })
+    col = lambda name: np.array([r[name] for r in rows])  # noqa: E731
+    utd = setup.agent.config.utd
+    return ProbeTrace(
+        updates=col("updates"), critic_steps=col("updates") * utd, critic_norm=col("critic_norm"),
+        hidden_norm=col("hidden_norm"), actor_norm=col("actor_norm"), lr_critic=col("lr_critic"),
+        lr_hidden=col("lr_hidden"), lr_actor=col("lr_actor"), critic_loss=col("critic_loss"), q=col("q"),
+        clipped_frac=col("clipped_frac"), finite=col("finite").astype(bool), initial_critic_norm=initial[0],
+        initial_hidden_norm=initial[1], initial_actor_norm=initial[2], utd=utd, seconds=float(sum(times)),
+        compile_seconds=float(times[0] - times[1]) if len(times) > 1 else 0.0,
+    )
+
+
+__all__ = ["ProbeTrace", "critic_probe", "hidden_kernels", "make_probe_chunk"]
