@@ -59,6 +59,7 @@ class Agent(NamedTuple):
     critic_pass: CriticPass
     critic_project: Callable  # applied to the critic params at init and after every step (weight norm, or none)
     critic_size: int
+    critic_member: nn.Module | None  # one member's module, for an ensemble built by `make_critic`
     prior: Prior
     kl: KLEstimator
     reward: RewardSource
@@ -99,6 +100,7 @@ def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Criti
         critic_pass=JointPass(critic.module) if critic.batch_norm else SeparatePasses(critic.module),
         critic_project=unit_fan_in if critic.weight_norm else _identity,
         critic_size=critic.size,
+        critic_member=critic.member,
         prior=prior,
         kl=kl,
         reward=reward,
@@ -150,10 +152,20 @@ def q_value(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.
 
 
 def gradient_penalty(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    """The action-gradient penalty of every critic of the ensemble, summed."""
+    """The action-gradient penalty of every critic of the ensemble, summed.
+
+    With the ensemble's member module, each member's penalty runs that member's network alone (vmapped over the
+    members' variables); otherwise each member's penalty differentiates its output of the whole ensemble.
+    """
     value = lambda o, a: agent.head.value(agent.critic.apply(variables, o, a))  # noqa: E731
     if agent.critic_size == 1:
         return action_grad_penalty(value, obs, actions)
+    if agent.critic_member is not None:
+        def member_penalty(member_variables):
+            q = lambda o, a: agent.head.value(agent.critic_member.apply(member_variables, o, a))  # noqa: E731
+            return action_grad_penalty(q, obs, actions)
+
+        return jnp.sum(jax.vmap(member_penalty)(variables))
     return sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], obs, actions) for e in range(agent.critic_size))
 
 
