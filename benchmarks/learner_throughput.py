@@ -1,4 +1,4 @@
-"""Learner throughput at robot dimensions: CSIL and CSIL++ updates/s, the HetStat head's cost, SBX's SAC and CrossQ.
+"""Learner throughput at robot dimensions: CSIL and CSIL++ updates/s, the HetStat head's cost, SBX SAC/CrossQ.
 
 Everything is timed at robot dimensions (observation 19, action 7) on random data of the right shapes (the
 cost of an update does not depend on the values), after a compile call, as the median over interleaved rounds
@@ -53,7 +53,8 @@ def _random_batch(utd: int, rows: int, rng: np.random.Generator) -> Transitions:
     return jax.tree.map(jnp.asarray, Transitions(obs, act, z, obs.copy(), act.copy(), z, z))
 
 
-def csil_stepper(width: int, n_demo: int, n_online: int, algo: str = "csil") -> tuple[Callable[[int], None], float]:
+def csil_stepper(width: int, n_demo: int, n_online: int,
+                 algo: str = "csil") -> tuple[Callable[[int], None], float]:
     """The one place that calls csil_lite's agent API: run(n) does n jitted updates of `algo` ('csil' or
     'csilpp', its components and critic from `configs`); + FLOPs/update."""
     paper = preset("paper", algo=algo)
@@ -62,7 +63,7 @@ def csil_stepper(width: int, n_demo: int, n_online: int, algo: str = "csil") -> 
     policy = HetStatPolicy(action_dim=ACT_DIM, hidden=(width, width), bottleneck=BOTTLENECK,
                            features=FEATURES)
     n = paper.nets
-    atoms = np.linspace(n.critic_v_min, n.critic_v_max, n.critic_atoms)  # the cost does not depend on the atoms
+    atoms = np.linspace(n.critic_v_min, n.critic_v_max, n.critic_atoms)  # the cost does not depend on them
     critic = make_critic((width, width), n.critic_norm, n.critic_head, n.critic_ensemble, atoms=atoms)
     obs, act = jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM))
     agent = make_agent(cfg, policy, critic, ACT_DIM)
@@ -190,7 +191,7 @@ def sbx_steppers(width: int, batch: int, steps: int) -> dict[str, tuple[Callable
             jax.block_until_ready(r)
 
         run(1)  # compile
-        one = jax.tree.map(lambda x: x[:batch * delay], data)  # FLOPs of `delay` critic steps and one actor step
+        one = jax.tree.map(lambda x: x[:batch * delay], data)  # FLOPs of `delay` critic steps + 1 actor step
         flops = _flops(lambda qf, actor, ent, key, model=model, one=one, head=head, delay=delay: model._train(
             *head, model.target_entropy, delay, one, delay, 0, qf, actor, ent, key), *box["states"]) / delay
         out[name] = (run, flops)
@@ -214,7 +215,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--updates", type=int, default=10, help="CSIL updates per timed call")
     p.add_argument("--head-calls", type=int, default=10, help="HetStat passes per timed call")
-    p.add_argument("--sbx-steps", type=int, default=12, help="SBX gradient steps per timed `_train` call (a multiple of 4)")
+    p.add_argument("--sbx-steps", type=int, default=12,
+                   help="SBX gradient steps per timed `_train` call (a multiple of 4)")
     args = p.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; obs {OBS_DIM}, action {ACT_DIM}, "
           f"D={FEATURES}, bottleneck {BOTTLENECK}; median of {args.rounds} interleaved rounds")
@@ -227,8 +229,9 @@ def main() -> None:
         for name, (run, fl) in hetstat_steppers(width).items():
             runners[f"HetStat {name} @512"] = (lambda n, run=run: run(args.head_calls), args.head_calls)
             flops[f"HetStat {name} @512"] = fl
-        for label, nd, no, algo in (("CSIL batch 256+256", 256, 256, "csil"), ("CSIL batch 64+64", 64, 64, "csil"),
-                                    ("CSIL++ batch 64+64", 64, 64, "csilpp")):
+        contenders = (("CSIL batch 256+256", 256, 256, "csil"), ("CSIL batch 64+64", 64, 64, "csil"),
+                      ("CSIL++ batch 64+64", 64, 64, "csilpp"))
+        for label, nd, no, algo in contenders:
             run, fl = csil_stepper(width, nd, no, algo)
             run(1)  # compile
             utd = 4 if algo == "csilpp" else 1
@@ -250,8 +253,9 @@ def main() -> None:
                 print(f"{name:26s} {1e3 / rate:8.2f} ms/pass     {use}")
             else:
                 print(f"{name:26s} {rate:8.1f} critic steps/s  {use} per critic step")
-        for ours, theirs in (("CSIL batch 64+64", "SBX SAC batch 128"), ("CSIL batch 64+64", "SBX CrossQ batch 128"),
-                             ("CSIL++ batch 64+64", "SBX CrossQ pd4 batch 128")):
+        pairs = (("CSIL batch 64+64", "SBX SAC batch 128"), ("CSIL batch 64+64", "SBX CrossQ batch 128"),
+                 ("CSIL++ batch 64+64", "SBX CrossQ pd4 batch 128"))
+        for ours, theirs in pairs:
             if theirs in rates:
                 print(f"ratio {ours} / {theirs}: {rates[ours] / rates[theirs]:.2f}")
 

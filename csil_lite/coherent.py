@@ -93,8 +93,9 @@ def refinement_loss(r_demo: jax.Array, r_online: jax.Array, kl_weight: float = 1
 
 def policy_log_density(policy, params, obs: jax.Array, actions: jax.Array, *,
                        density: Density = "action") -> jax.Array:
-    """log q(a|s) of a policy network at (obs, actions), [batch]: in action space (tanh Jacobian included) or of
-    the pre-tanh Gaussian (`density="latent"`). Both the coherent reward and its refinement are functions of it."""
+    """log q(a|s) of a policy network at (obs, actions), [batch]: in action space (tanh Jacobian included) or
+    of the pre-tanh Gaussian (`density="latent"`). The coherent reward and its refinement are both functions
+    of it."""
     from csil_lite.distributions import latent_log_prob, tanh_normal
 
     mean, std = policy.apply(params, obs)

@@ -1,6 +1,6 @@
-"""The fast update (shared passes, latents of the fixed networks computed once per update) gives the numbers of
-the straightforward one: every network applied where an equation needs it, written out here from the library's
-primitives (the reward and its refinement, the KL estimators, the critic pass and heads, the losses)."""
+"""The fast update (shared passes, latents of the fixed networks computed once per update) gives the numbers
+of the straightforward one: every network applied where an equation needs it, written out here from the
+library's primitives (the reward and its refinement, the KL estimators, the critic pass and heads, the losses)."""
 
 import jax
 import jax.numpy as jnp
@@ -52,8 +52,8 @@ def _naive_update(agent, state, batch, key):
             next_a = tanh_normal(mean, std).sample(seed=k)
             next_kl = _naive_kl(agent, mean, std, next_a, s.prior, b.next_obs)
             out, next_out, stats = agent.critic_pass(p, s.critic, b.obs, b.action, b.next_obs, next_a)
-            target = agent.head.bellman_target(r, b.terminal, next_out, next_kl, gamma=cfg.gamma, beta=cfg.beta,
-                                               ceiling=agent.reward.value_ceiling(cfg.gamma))
+            target = agent.head.bellman_target(r, b.terminal, next_out, next_kl, gamma=cfg.gamma,
+                                               beta=cfg.beta, ceiling=agent.reward.value_ceiling(cfg.gamma))
             bellman = critic_loss(agent.head, out, target)
             variables = {"params": p, "batch_stats": s.critic.batch_stats}
             value = lambda o, a: agent.head.value(agent.critic.apply(variables, o, a))  # noqa: E731
@@ -116,7 +116,8 @@ def _setup(critic_kind: str, **cfg):
     # Actor and reward network moved away from the prior, so each network's pass matters.
     move = lambda t, kk: t.replace(params=jax.tree.map(  # noqa: E731
         lambda x: x + 0.05 * jax.random.normal(kk, x.shape), t.params))
-    state = state._replace(actor=move(state.actor, k[3]), reward=move(state.reward, jax.random.fold_in(k[3], 1)))
+    state = state._replace(actor=move(state.actor, k[3]),
+                           reward=move(state.reward, jax.random.fold_in(k[3], 1)))
     return agent, state
 
 
@@ -150,7 +151,8 @@ def test_update_matches_the_straightforward_composition(name):
         fast_state, fast_m = update(fast_state, batch, key)
         ref_state, ref_m = naive(ref_state, batch, key)
         for k, v in ref_m.items():
-            np.testing.assert_allclose(float(fast_m[k]), float(v), rtol=1e-5, atol=1e-6, err_msg=f"{name} {k} @{i}")
+            np.testing.assert_allclose(float(fast_m[k]), float(v), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{name} {k} @{i}")
     assert float(ref_m["kl"]) > 1e-3 and float(ref_m["critic_loss"]) > 0  # nothing trivially zero
     # Params (and batch statistics, targets, optimiser states) after three updates.
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(fast_state), jax.tree.leaves(ref_state)):

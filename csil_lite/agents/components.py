@@ -38,9 +38,9 @@ from csil_lite.distributions import latent_kl, tanh_normal
 class BCPrior(NamedTuple):
     """The frozen BC policy (its params live in `AgentState.prior`).
 
-    `latent(params, obs)` is its latent Gaussian (mean, std) at `obs`; because the prior never changes, the update
-    evaluates it once for all the observations it needs (every critic step's s' and the actor step's s) and hands
-    the latents to `log_prob_at` / the KL estimators.
+    `latent(params, obs)` is its latent Gaussian (mean, std) at `obs`; because the prior never changes, the
+    update evaluates it once for all the observations it needs (every critic step's s' and the actor step's s)
+    and hands the latents to `log_prob_at` / the KL estimators.
     """
 
     policy: nn.Module
@@ -73,8 +73,8 @@ class UniformPrior(NamedTuple):
 Prior = Union[BCPrior, UniformPrior]
 
 # -- KL estimators -------------------------------------------------------------------------------------------------
-# Called as kl(mean, std, actions, prior_latent): the policy's latent Gaussian at s, the sampled actions there and
-# the prior's `latent` at the same s.
+# Called as kl(mean, std, actions, prior_latent): the policy's latent Gaussian at s, the sampled actions there
+# and the prior's `latent` at the same s.
 
 
 class MonteCarloKL(NamedTuple):
@@ -134,11 +134,11 @@ class CoherentReward(NamedTuple):
         return self._refinement_and_reward(params, batch)[0]
 
     def _refinement_and_reward(self, params, batch: Transitions) -> tuple[jax.Array, jax.Array]:
-        """(refinement loss, critic reward) from one forward pass: both are functions of log q(a|s) on the batch."""
+        """(refinement loss, critic reward) from one forward pass: both are functions of log q(a|s)."""
         log_q = policy_log_density(self.policy, params, batch.obs, batch.action, density=self.density)
         x = log_ratio_of(log_q, batch.action.shape[-1])
-        reward = coherent_reward(log_q, batch.action.shape[-1], min_std=self.policy.min_std, variant=self.variant,
-                                 scale=self.scale, shift=self.shift)
+        reward = coherent_reward(log_q, batch.action.shape[-1], min_std=self.policy.min_std,
+                                 variant=self.variant, scale=self.scale, shift=self.shift)
         return refinement_loss(x[: self.n_demo], x[self.n_demo:], self.kl_weight), reward
 
     def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
@@ -147,8 +147,8 @@ class CoherentReward(NamedTuple):
     def reward_and_refine(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
         """The critic's reward on the batch at the current params, and one refinement step from those params.
 
-        One forward of the reward network serves both (the reward is the loss's auxiliary output, so it carries
-        no gradient); without refinement, just the reward.
+        One forward of the reward network serves both (the reward is the loss's auxiliary output, so it
+        carries no gradient); without refinement, just the reward.
         """
         if not self.refines:
             return self.of_batch(state.variables, batch), state, {}

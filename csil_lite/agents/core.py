@@ -126,8 +126,8 @@ def init_state(agent: Agent, bc_params: dict, critic_params: dict) -> AgentState
 
 
 class Latents(NamedTuple):
-    """The latent Gaussians a critic step reads at s' from networks it does not train: the actor's (fixed until
-    the actor step) and the frozen prior's (None for the uniform prior)."""
+    """The latent Gaussians a critic step reads at s' from networks it does not train: the actor's (fixed
+    until the actor step) and the frozen prior's (None for the uniform prior)."""
 
     policy: tuple[jax.Array, jax.Array]
     prior: tuple[jax.Array, jax.Array] | None
@@ -135,7 +135,8 @@ class Latents(NamedTuple):
 
 def sample_with_kl(agent: Agent, policy_params, prior_params, obs: jax.Array, key: jax.Array):
     """Reparameterised a ~ pi(.|s) and the KL estimator's value KL(pi || p0)(s) there."""
-    return sample_at(agent, agent.policy.apply(policy_params, obs), agent.prior.latent(prior_params, obs), key)
+    latent, prior_latent = agent.policy.apply(policy_params, obs), agent.prior.latent(prior_params, obs)
+    return sample_at(agent, latent, prior_latent, key)
 
 
 def sample_at(agent: Agent, latent: tuple[jax.Array, jax.Array], prior_latent, key: jax.Array):
@@ -154,8 +155,8 @@ def q_value(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.
 def gradient_penalty(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
     """The action-gradient penalty of every critic of the ensemble, summed.
 
-    With the ensemble's member module, each member's penalty runs that member's network alone (vmapped over the
-    members' variables); otherwise each member's penalty differentiates its output of the whole ensemble.
+    With the ensemble's member module, each member's penalty runs that member's network alone (vmapped over
+    the members' variables); otherwise each member's penalty differentiates its output of the whole ensemble.
     """
     value = lambda o, a: agent.head.value(agent.critic.apply(variables, o, a))  # noqa: E731
     if agent.critic_size == 1:
@@ -215,15 +216,17 @@ def actor_objective(agent: Agent, policy_params, state: AgentState, batch: Trans
     return loss, {"actor_loss": loss, "kl": jnp.mean(kl)}
 
 
-def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, latents: Latents | None = None):
+def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array,
+                latents: Latents | None = None):
     """One critic step, a Polyak update of its target, and one reward-refinement step (if the reward refines).
 
-    One forward pass of the reward network gives both the critic's reward and the refinement's loss (both at the
-    reward params the step starts from).
+    One forward pass of the reward network gives both the critic's reward and the refinement's loss (both at
+    the reward params the step starts from).
     """
     r, reward, r_metrics = agent.reward.reward_and_refine(state.reward, batch)
     (_, (metrics, batch_stats)), grads = jax.value_and_grad(
-        lambda p: critic_objective(agent, p, state, batch, key, r, latents), has_aux=True)(state.critic.params)
+        lambda p: critic_objective(agent, p, state, batch, key, r, latents),
+        has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads, batch_stats=batch_stats)
     critic = critic.replace(params=agent.critic_project(critic.params)).update_target(agent.config.tau)
     return state._replace(critic=critic, reward=reward), {**metrics, **r_metrics}
@@ -231,14 +234,17 @@ def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Ar
 
 def actor_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, prior_latent=None):
     (_, metrics), grads = jax.value_and_grad(
-        lambda p: actor_objective(agent, p, state, batch, key, prior_latent), has_aux=True)(state.actor.params)
+        lambda p: actor_objective(agent, p, state, batch, key, prior_latent),
+        has_aux=True)(state.actor.params)
     return state._replace(actor=state.actor.apply_gradients(grads), step=state.step + 1), metrics
 
 
 def fixed_latents(agent: Agent, state: AgentState, batch: Transitions) -> tuple[Latents, object]:
-    """What the networks that no update step trains output on the whole [utd, B] batch, in one pass each: the actor
-    at every s' (its params change only in the actor step, after the critic steps) and the frozen prior at every
-    s' and at the actor step's s (the last batch's obs). Returns (Latents [utd, B, d_a], prior latent at s)."""
+    """What the networks no critic step trains output on the whole [utd, B] batch, in one pass each: the actor
+    at every s' (its params change only in the actor step, after the critic steps) and the frozen prior at
+    every s' and at the actor step's s (the last batch's obs).
+
+    Returns (Latents [utd, B, d_a], the prior's latent at the actor step's s)."""
     utd = batch.obs.shape[0]
     policy = agent.policy.apply(state.actor.variables, batch.next_obs)
     prior_obs = jnp.concatenate([batch.next_obs, batch.obs[-1:]])  # [utd + 1, B, obs]

@@ -128,9 +128,9 @@ class Critic(NamedTuple):
 
     `batch_norm`: the module keeps batch statistics, so the Bellman loss runs one joint train-mode pass over
     [s; s'] (`joint_forward`); `weight_norm`: the kernels are projected to unit fan-in norm (`unit_fan_in`) at
-    initialisation and after every optimiser step; `size`: the ensemble size (outputs get a leading axis if > 1);
-    `member`: for an ensemble, one copy's module, which `apply`s to one member's variables (the ensemble's, indexed
-    on axis 0): per-member quantities such as the gradient penalty then run each member's network alone.
+    initialisation and after every optimiser step; `size`: the ensemble size (outputs get a leading axis if
+    > 1); `member`: for an ensemble, one copy's module, which `apply`s to one member's variables (the
+    ensemble's, indexed on axis 0): per-member terms such as the gradient penalty run each member alone.
     """
 
     module: nn.Module
