@@ -1,6 +1,6 @@
 """The fast update (shared passes, latents of the fixed networks computed once per update) gives the numbers
 of the straightforward one: every network applied where an equation needs it, written out here from the
-library's primitives (the reward and its refinement, the KL estimators, the critic pass and heads, the losses)."""
+library's primitives (reward and refinement, KL estimators, critic pass and heads, the losses)."""
 
 import jax
 import jax.numpy as jnp
