@@ -82,16 +82,16 @@ def csil_stepper(width: int, n_demo: int, n_online: int,
         jax.block_until_ready((state, m))
         box["state"] = state
 
-    try:  # XLA's count for one update (all `utd` critic steps and the actor step)
-        cost = update.lower(box["state"], batches[0], key).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        flops = float(cost["flops"])
-    except Exception:  # noqa: BLE001 - a diagnostic only
-        flops = float("nan")
+    # XLA's cost analysis counts a loop body once, so the `utd` critic steps (a lax.scan) are counted from
+    # one-step updates: F(update of 1 critic step + actor step) + (utd - 1) F(update of 1 critic step only).
+    one = jax.tree.map(lambda x: x[:1], batches[0])
+    flops = _flops(update, box["state"], one, key) + (cfg.utd - 1) * _flops(
+        lambda s, b, k: update(s, b, k, train_actor=False), box["state"], one, key)
     return run, flops
 
 
 def _flops(fn, *args) -> float:
+    """XLA's FLOP count of jit(fn)(*args) (a loop's body is counted once)."""
     try:
         cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     except Exception:  # noqa: BLE001 - a diagnostic only
@@ -191,9 +191,12 @@ def sbx_steppers(width: int, batch: int, steps: int) -> dict[str, tuple[Callable
             jax.block_until_ready(r)
 
         run(1)  # compile
-        one = jax.tree.map(lambda x: x[:batch * delay], data)  # FLOPs of `delay` critic steps + 1 actor step
-        flops = _flops(lambda qf, actor, ent, key, model=model, one=one, head=head, delay=delay: model._train(
-            *head, model.target_entropy, delay, one, delay, 0, qf, actor, ent, key), *box["states"]) / delay
+        # FLOPs of one critic + actor step (one-step call); not for policy_delay 4, whose actor step sits in a
+        # lax.cond inside the loop, which XLA's cost analysis does not apportion.
+        one = jax.tree.map(lambda x: x[:batch], data)
+        flops = float("nan") if delay > 1 else _flops(
+            lambda qf, actor, ent, key, model=model, one=one, head=head: model._train(
+                *head, model.target_entropy, 1, one, 1, 0, qf, actor, ent, key), *box["states"])
         out[name] = (run, flops)
     return out
 
