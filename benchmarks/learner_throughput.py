@@ -1,4 +1,4 @@
-"""Learner throughput at robot dimensions: CSIL updates/s, the HetStat head's cost, SBX's SAC and CrossQ.
+"""Learner throughput at robot dimensions: CSIL and CSIL++ updates/s, the HetStat head's cost, SBX SAC/CrossQ.
 
 Everything is timed at robot dimensions (observation 19, action 7) on random data of the right shapes (the
 cost of an update does not depend on the values), after a compile call, as the median over interleaved rounds
@@ -7,6 +7,9 @@ cost of an update does not depend on the values), after a compile call, as the m
 * CSIL: one call of csil_lite's jitted update (utd=1: one critic step, one reward-refinement step, one actor
   step), HetStat policy (trunk `width` x 2, bottleneck 12, D=256 features), LayerNorm critic `width` x 2, at
   the paper's batch (256 demo + 256 online rows) and at batch 128 (64 + 64, the SBX comparison's batch).
+* CSIL++: csil_lite's jitted update with the `csilpp` configuration's components (exact KL, utd 4: four critic
+  and reward-refinement steps then one actor step) and critic (batch + weight norm, 101-atom categorical head,
+  twin critics) at `width` x 2, batch 128 (64 + 64, Table II).
 * HetStat forward and forward+backward at batch 512: XLA's FLOP count of the jitted function
   (`cost_analysis`) divided by its time, against this CPU's measured peak (a jitted float32 matmul, 2048^3).
 * SBX (optional, `pip install csil_lite[bench]`): the jitted `_train` classmethod of SAC and CrossQ, called
@@ -15,7 +18,8 @@ cost of an update does not depend on the values), after a compile call, as the m
   logging.
   Batch 128, `net_arch=[width, width]` for actor and critic, `policy_delay=1` (one critic step per actor step,
   like CSIL's utd=1), otherwise SBX's defaults (SAC: twin critic; CrossQ: batch norm, no target network).
-  Ratio = CSIL updates/s at batch 128 over SBX updates/s (gradient steps/s).
+  Ratio = CSIL updates/s at batch 128 over SBX updates/s (gradient steps/s). CSIL++ is compared with CrossQ at
+  `policy_delay=4` (four critic steps per actor step, like CSIL++'s utd 4), both counted in critic steps/s.
 
     python benchmarks/learner_throughput.py [--widths 256 1024] [--rounds 5] [--updates 10]
 """
@@ -23,6 +27,7 @@ cost of an update does not depend on the values), after a compile call, as the m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from typing import Callable
@@ -32,9 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from csil_lite.agents.core import init_state, make_agent, make_update
-from csil_lite.config import AgentConfig
+from csil_lite.config import preset
 from csil_lite.data.transitions import Transitions
-from csil_lite.nets.critic import LayerNormCritic
+from csil_lite.nets.critic import make_critic
 from csil_lite.nets.policy import HetStatPolicy
 
 OBS_DIM, ACT_DIM = 19, 7
@@ -48,19 +53,25 @@ def _random_batch(utd: int, rows: int, rng: np.random.Generator) -> Transitions:
     return jax.tree.map(jnp.asarray, Transitions(obs, act, z, obs.copy(), act.copy(), z, z))
 
 
-def csil_stepper(width: int, n_demo: int, n_online: int) -> tuple[Callable[[int], None], float]:
-    """The one place that calls csil_lite's agent API: run(n) does n jitted CSIL updates; + FLOPs/update."""
-    cfg = AgentConfig(n_demo=n_demo, n_online=n_online)
+def csil_stepper(width: int, n_demo: int, n_online: int,
+                 algo: str = "csil") -> tuple[Callable[[int], None], float]:
+    """The one place that calls csil_lite's agent API: run(n) does n jitted updates of `algo` ('csil' or
+    'csilpp', its components and critic from `configs`); + FLOPs/update."""
+    paper = preset("paper", algo=algo)
+    shift = paper.agent.reward_shift if paper.agent.reward_shift == "bound" else 0.0  # a number: same cost
+    cfg = dataclasses.replace(paper.agent, n_demo=n_demo, n_online=n_online, reward_shift=shift)
     policy = HetStatPolicy(action_dim=ACT_DIM, hidden=(width, width), bottleneck=BOTTLENECK,
                            features=FEATURES)
-    critic = LayerNormCritic(hidden=(width, width))
+    n = paper.nets
+    atoms = np.linspace(n.critic_v_min, n.critic_v_max, n.critic_atoms)  # the cost does not depend on them
+    critic = make_critic((width, width), n.critic_norm, n.critic_head, n.critic_ensemble, atoms=atoms)
     obs, act = jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM))
     agent = make_agent(cfg, policy, critic, ACT_DIM)
     update = make_update(agent)
     rng = np.random.default_rng(0)
     batches = [_random_batch(cfg.utd, n_demo + n_online, rng) for _ in range(4)]
     box = {"state": init_state(agent, policy.init(jax.random.PRNGKey(0), obs),
-                               critic.init(jax.random.PRNGKey(1), obs, act)), "i": 0}
+                               critic.module.init(jax.random.PRNGKey(1), obs, act)), "i": 0}
     key = jax.random.PRNGKey(2)
 
     def run(n: int) -> None:
@@ -71,16 +82,16 @@ def csil_stepper(width: int, n_demo: int, n_online: int) -> tuple[Callable[[int]
         jax.block_until_ready((state, m))
         box["state"] = state
 
-    try:  # XLA's count for one update (utd=1: the scan over critic steps runs once)
-        cost = update.lower(box["state"], batches[0], key).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        flops = float(cost["flops"])
-    except Exception:  # noqa: BLE001 - a diagnostic only
-        flops = float("nan")
+    # XLA's cost analysis counts a loop body once, so the `utd` critic steps (a lax.scan) are counted from
+    # one-step updates: F(update of 1 critic step + actor step) + (utd - 1) F(update of 1 critic step only).
+    one = jax.tree.map(lambda x: x[:1], batches[0])
+    flops = _flops(update, box["state"], one, key) + (cfg.utd - 1) * _flops(
+        lambda s, b, k: update(s, b, k, train_actor=False), box["state"], one, key)
     return run, flops
 
 
 def _flops(fn, *args) -> float:
+    """XLA's FLOP count of jit(fn)(*args) (a loop's body is counted once)."""
     try:
         cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     except Exception:  # noqa: BLE001 - a diagnostic only
@@ -153,8 +164,8 @@ def sbx_steppers(width: int, batch: int, steps: int) -> dict[str, tuple[Callable
 
     out = {}
     rng = np.random.default_rng(0)
-    for name, cls in (("SBX SAC", SAC), ("SBX CrossQ", CrossQ)):
-        model = cls("MlpPolicy", RobotShapes(), batch_size=batch, policy_delay=1, gradient_steps=steps,
+    for name, cls, delay in (("SBX SAC", SAC, 1), ("SBX CrossQ", CrossQ, 1), ("SBX CrossQ pd4", CrossQ, 4)):
+        model = cls("MlpPolicy", RobotShapes(), batch_size=batch, policy_delay=delay, gradient_steps=steps,
                     buffer_size=4 * batch * steps, policy_kwargs=dict(net_arch=[width, width]), seed=0)
         buf, n = model.replay_buffer, model.replay_buffer.buffer_size
         buf.observations[:] = rng.standard_normal(buf.observations.shape)
@@ -171,18 +182,21 @@ def sbx_steppers(width: int, batch: int, steps: int) -> dict[str, tuple[Callable
         box = {"states": (model.policy.qf_state, model.policy.actor_state, model.ent_coef_state, model.key)}
         assert n >= batch * steps
 
-        def run(calls: int, model=model, data=data, head=head, box=box) -> None:
+        def run(calls: int, model=model, data=data, head=head, box=box, delay=delay) -> None:
             r = None
             for _ in range(calls):
                 qf, actor, ent, key = box["states"]
-                r = model._train(*head, model.target_entropy, steps, data, 1, 0, qf, actor, ent, key)
+                r = model._train(*head, model.target_entropy, steps, data, delay, 0, qf, actor, ent, key)
                 box["states"] = r[:4]
             jax.block_until_ready(r)
 
         run(1)  # compile
-        one = jax.tree.map(lambda x: x[:batch], data)  # FLOPs of a single gradient step
-        flops = _flops(lambda qf, actor, ent, key, model=model, one=one, head=head: model._train(
-            *head, model.target_entropy, 1, one, 1, 0, qf, actor, ent, key), *box["states"])
+        # FLOPs of one critic + actor step (one-step call); not for policy_delay 4, whose actor step sits in a
+        # lax.cond inside the loop, which XLA's cost analysis does not apportion.
+        one = jax.tree.map(lambda x: x[:batch], data)
+        flops = float("nan") if delay > 1 else _flops(
+            lambda qf, actor, ent, key, model=model, one=one, head=head: model._train(
+                *head, model.target_entropy, 1, one, 1, 0, qf, actor, ent, key), *box["states"])
         out[name] = (run, flops)
     return out
 
@@ -204,7 +218,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--updates", type=int, default=10, help="CSIL updates per timed call")
     p.add_argument("--head-calls", type=int, default=10, help="HetStat passes per timed call")
-    p.add_argument("--sbx-steps", type=int, default=10, help="SBX gradient steps per timed `_train` call")
+    p.add_argument("--sbx-steps", type=int, default=12,
+                   help="SBX gradient steps per timed `_train` call (a multiple of 4)")
     args = p.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; obs {OBS_DIM}, action {ACT_DIM}, "
           f"D={FEATURES}, bottleneck {BOTTLENECK}; median of {args.rounds} interleaved rounds")
@@ -217,10 +232,15 @@ def main() -> None:
         for name, (run, fl) in hetstat_steppers(width).items():
             runners[f"HetStat {name} @512"] = (lambda n, run=run: run(args.head_calls), args.head_calls)
             flops[f"HetStat {name} @512"] = fl
-        for label, nd, no in (("CSIL batch 256+256", 256, 256), ("CSIL batch 64+64", 64, 64)):
-            run, flops[label] = csil_stepper(width, nd, no)
+        contenders = (("CSIL batch 256+256", 256, 256, "csil"), ("CSIL batch 64+64", 64, 64, "csil"),
+                      ("CSIL++ batch 64+64", 64, 64, "csilpp"))
+        for label, nd, no, algo in contenders:
+            run, fl = csil_stepper(width, nd, no, algo)
             run(1)  # compile
-            runners[label] = (lambda n, run=run: run(args.updates), args.updates)
+            utd = 4 if algo == "csilpp" else 1
+            # rates and FLOPs per critic step (a CSIL++ update makes 4 of them, then one actor step)
+            runners[label] = (lambda n, run=run: run(args.updates), args.updates * utd)
+            flops[label] = fl / utd
         sbx = sbx_steppers(width, 128, args.sbx_steps)
         if isinstance(sbx, str):
             print(sbx)
@@ -235,10 +255,12 @@ def main() -> None:
             if name.startswith("HetStat"):
                 print(f"{name:26s} {1e3 / rate:8.2f} ms/pass     {use}")
             else:
-                print(f"{name:26s} {rate:8.1f} updates/s  {use} per update")
-        for name in rates:
-            if name.startswith("SBX"):
-                print(f"ratio CSIL batch 64+64 / {name}: {rates['CSIL batch 64+64'] / rates[name]:.2f}")
+                print(f"{name:26s} {rate:8.1f} critic steps/s  {use} per critic step")
+        pairs = (("CSIL batch 64+64", "SBX SAC batch 128"), ("CSIL batch 64+64", "SBX CrossQ batch 128"),
+                 ("CSIL++ batch 64+64", "SBX CrossQ pd4 batch 128"))
+        for ours, theirs in pairs:
+            if theirs in rates:
+                print(f"ratio {ours} / {theirs}: {rates[ours] / rates[theirs]:.2f}")
 
 
 if __name__ == "__main__":

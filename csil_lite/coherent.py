@@ -91,6 +91,21 @@ def refinement_loss(r_demo: jax.Array, r_online: jax.Array, kl_weight: float = 1
     return -jnp.mean(r_demo) + kl_weight * jnp.mean(kl_term)
 
 
+def policy_log_density(policy, params, obs: jax.Array, actions: jax.Array, *,
+                       density: Density = "action") -> jax.Array:
+    """log q(a|s) of a policy network at (obs, actions), [batch]: in action space (tanh Jacobian included) or
+    of the pre-tanh Gaussian (`density="latent"`). The coherent reward and its refinement are both functions
+    of it."""
+    from csil_lite.distributions import latent_log_prob, tanh_normal
+
+    mean, std = policy.apply(params, obs)
+    if density == "action":
+        return tanh_normal(mean, std).log_prob(actions)
+    if density == "latent":
+        return latent_log_prob(mean, std, actions)
+    raise ValueError(f"unknown reward density {density!r}; choose 'action' or 'latent'")
+
+
 def policy_reward(
     policy,
     params,
@@ -110,15 +125,7 @@ def policy_reward(
     scores the pre-tanh Gaussian instead (a prior uniform in the latent rather than on [-1, 1]), whose maximum over
     actions is tanh(mean) at every state. The strict bound of the "action" density bounds both.
     """
-    from csil_lite.distributions import latent_log_prob, tanh_normal
-
-    mean, std = policy.apply(params, obs)
-    if density == "action":
-        log_q = tanh_normal(mean, std).log_prob(actions)
-    elif density == "latent":
-        log_q = latent_log_prob(mean, std, actions)
-    else:
-        raise ValueError(f"unknown reward density {density!r}; choose 'action' or 'latent'")
+    log_q = policy_log_density(policy, params, obs, actions, density=density)
     return coherent_reward(log_q, actions.shape[-1], min_std=policy.min_std, variant=variant, scale=scale,
                            shift=shift)
 
@@ -131,7 +138,12 @@ def refinement_log_ratio(policy, params, obs: jax.Array, actions: jax.Array, *,
     at the 'neg' variant's shifted reward (~ -12 per step) would put every online sample in the clipped, linear
     branch and push the online rewards down without bound (a drifting reward that drags Q down with it).
     """
-    return policy_reward(policy, params, obs, actions, variant="pos", scale=1.0, density=density)
+    return log_ratio_of(policy_log_density(policy, params, obs, actions, density=density), actions.shape[-1])
+
+
+def log_ratio_of(log_q: jax.Array, action_dim: int) -> jax.Array:
+    """`refinement_log_ratio` from an already computed log q(a|s): the 'pos' reward at scale 1."""
+    return coherent_reward(log_q, action_dim, min_std=0.0, variant="pos", scale=1.0)
 
 
 def refinement_step(

@@ -21,7 +21,14 @@ import jax
 import jax.numpy as jnp
 
 from csil_lite.agents.state import TrainState
-from csil_lite.coherent import policy_reward, refinement_log_ratio, refinement_loss, value_clip
+from csil_lite.coherent import (
+    coherent_reward,
+    log_ratio_of,
+    policy_log_density,
+    policy_reward,
+    refinement_loss,
+    value_clip,
+)
 from csil_lite.data.transitions import Transitions
 from csil_lite.distributions import latent_kl, tanh_normal
 
@@ -29,30 +36,45 @@ from csil_lite.distributions import latent_kl, tanh_normal
 
 
 class BCPrior(NamedTuple):
-    """The frozen BC policy (its params live in `AgentState.prior`)."""
+    """The frozen BC policy (its params live in `AgentState.prior`).
+
+    `latent(params, obs)` is its latent Gaussian (mean, std) at `obs`; because the prior never changes, the
+    update evaluates it once for all the observations it needs (every critic step's s' and the actor step's s)
+    and hands the latents to `log_prob_at` / the KL estimators.
+    """
 
     policy: nn.Module
 
     def latent(self, params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.policy.apply(params, obs)
 
+    def log_prob_at(self, latent: tuple[jax.Array, jax.Array], actions: jax.Array) -> jax.Array:
+        return tanh_normal(*latent).log_prob(actions)
+
     def log_prob(self, params, obs: jax.Array, actions: jax.Array) -> jax.Array:
-        mean, std = self.latent(params, obs)
-        return tanh_normal(mean, std).log_prob(actions)
+        return self.log_prob_at(self.latent(params, obs), actions)
 
 
 class UniformPrior(NamedTuple):
-    """The uniform density on [-1, 1]^d: log p0 = -d log 2 everywhere (its params are ignored)."""
+    """The uniform density on [-1, 1]^d: log p0 = -d log 2 everywhere (its params are ignored; no latent)."""
 
     action_dim: int
 
-    def log_prob(self, params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+    def latent(self, params, obs: jax.Array) -> None:
+        return None
+
+    def log_prob_at(self, latent: None, actions: jax.Array) -> jax.Array:
         return jnp.full(actions.shape[:-1], -self.action_dim * math.log(2.0))
+
+    def log_prob(self, params, obs: jax.Array, actions: jax.Array) -> jax.Array:
+        return self.log_prob_at(None, actions)
 
 
 Prior = Union[BCPrior, UniformPrior]
 
 # -- KL estimators -------------------------------------------------------------------------------------------------
+# Called as kl(mean, std, actions, prior_latent): the policy's latent Gaussian at s, the sampled actions there
+# and the prior's `latent` at the same s.
 
 
 class MonteCarloKL(NamedTuple):
@@ -60,8 +82,8 @@ class MonteCarloKL(NamedTuple):
 
     prior: Prior
 
-    def __call__(self, mean: jax.Array, std: jax.Array, actions: jax.Array, prior_params, obs: jax.Array):
-        return tanh_normal(mean, std).log_prob(actions) - self.prior.log_prob(prior_params, obs, actions)
+    def __call__(self, mean: jax.Array, std: jax.Array, actions: jax.Array, prior_latent) -> jax.Array:
+        return tanh_normal(mean, std).log_prob(actions) - self.prior.log_prob_at(prior_latent, actions)
 
 
 class ExactKL(NamedTuple):
@@ -69,9 +91,8 @@ class ExactKL(NamedTuple):
 
     prior: BCPrior
 
-    def __call__(self, mean: jax.Array, std: jax.Array, actions: jax.Array, prior_params, obs: jax.Array):
-        prior_mean, prior_std = self.prior.latent(prior_params, obs)
-        return latent_kl(mean, std, prior_mean, prior_std)
+    def __call__(self, mean: jax.Array, std: jax.Array, actions: jax.Array, prior_latent) -> jax.Array:
+        return latent_kl(mean, std, *prior_latent)
 
 
 KLEstimator = Union[MonteCarloKL, ExactKL]
@@ -110,15 +131,31 @@ class CoherentReward(NamedTuple):
 
     def refinement_loss(self, params, batch: Transitions) -> jax.Array:
         """eq-ch5-refine on the batch: its first `n_demo` rows are demonstrations, the rest the agent's own."""
-        x = refinement_log_ratio(self.policy, params, batch.obs, batch.action, density=self.density)
-        return refinement_loss(x[: self.n_demo], x[self.n_demo:], self.kl_weight)
+        return self._refinement_and_reward(params, batch)[0]
+
+    def _refinement_and_reward(self, params, batch: Transitions) -> tuple[jax.Array, jax.Array]:
+        """(refinement loss, critic reward) from one forward pass: both are functions of log q(a|s)."""
+        log_q = policy_log_density(self.policy, params, batch.obs, batch.action, density=self.density)
+        x = log_ratio_of(log_q, batch.action.shape[-1])
+        reward = coherent_reward(log_q, batch.action.shape[-1], min_std=self.policy.min_std,
+                                 variant=self.variant, scale=self.scale, shift=self.shift)
+        return refinement_loss(x[: self.n_demo], x[self.n_demo:], self.kl_weight), reward
 
     def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
+        return self.reward_and_refine(state, batch)[1:]
+
+    def reward_and_refine(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
+        """The critic's reward on the batch at the current params, and one refinement step from those params.
+
+        One forward of the reward network serves both (the reward is the loss's auxiliary output, so it
+        carries no gradient); without refinement, just the reward.
+        """
         if not self.refines:
-            return state, {}
-        loss, grads = jax.value_and_grad(
-            lambda p: self.refinement_loss({"params": p, "batch_stats": state.batch_stats}, batch))(state.params)
-        return state.apply_gradients(grads), {"reward_loss": loss}
+            return self.of_batch(state.variables, batch), state, {}
+        (loss, reward), grads = jax.value_and_grad(
+            lambda p: self._refinement_and_reward({"params": p, "batch_stats": state.batch_stats}, batch),
+            has_aux=True)(state.params)
+        return reward, state.apply_gradients(grads), {"reward_loss": loss}
 
 
 class EnvironmentReward(NamedTuple):
@@ -134,6 +171,9 @@ class EnvironmentReward(NamedTuple):
 
     def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
         return state, {}
+
+    def reward_and_refine(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
+        return self.of_batch(state.variables, batch), state, {}
 
 
 class SparseReward(NamedTuple):
@@ -155,6 +195,9 @@ class SparseReward(NamedTuple):
 
     def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
         return state, {}
+
+    def reward_and_refine(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
+        return self.of_batch(state.variables, batch), state, {}
 
 
 RewardSource = Union[CoherentReward, EnvironmentReward, SparseReward]

@@ -59,6 +59,7 @@ class Agent(NamedTuple):
     critic_pass: CriticPass
     critic_project: Callable  # applied to the critic params at init and after every step (weight norm, or none)
     critic_size: int
+    critic_member: nn.Module | None  # one member's module, for an ensemble built by `make_critic`
     prior: Prior
     kl: KLEstimator
     reward: RewardSource
@@ -99,6 +100,7 @@ def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Criti
         critic_pass=JointPass(critic.module) if critic.batch_norm else SeparatePasses(critic.module),
         critic_project=unit_fan_in if critic.weight_norm else _identity,
         critic_size=critic.size,
+        critic_member=critic.member,
         prior=prior,
         kl=kl,
         reward=reward,
@@ -123,11 +125,25 @@ def init_state(agent: Agent, bc_params: dict, critic_params: dict) -> AgentState
     )
 
 
+class Latents(NamedTuple):
+    """The latent Gaussians a critic step reads at s' from networks it does not train: the actor's (fixed
+    until the actor step) and the frozen prior's (None for the uniform prior)."""
+
+    policy: tuple[jax.Array, jax.Array]
+    prior: tuple[jax.Array, jax.Array] | None
+
+
 def sample_with_kl(agent: Agent, policy_params, prior_params, obs: jax.Array, key: jax.Array):
     """Reparameterised a ~ pi(.|s) and the KL estimator's value KL(pi || p0)(s) there."""
-    mean, std = agent.policy.apply(policy_params, obs)
+    latent, prior_latent = agent.policy.apply(policy_params, obs), agent.prior.latent(prior_params, obs)
+    return sample_at(agent, latent, prior_latent, key)
+
+
+def sample_at(agent: Agent, latent: tuple[jax.Array, jax.Array], prior_latent, key: jax.Array):
+    """`sample_with_kl` from the policy's and the prior's latents at s, already computed."""
+    mean, std = latent
     actions = tanh_normal(mean, std).sample(seed=key)
-    return actions, agent.kl(mean, std, actions, prior_params, obs)
+    return actions, agent.kl(mean, std, actions, prior_latent)
 
 
 def q_value(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
@@ -137,21 +153,38 @@ def q_value(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.
 
 
 def gradient_penalty(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    """The action-gradient penalty of every critic of the ensemble, summed."""
+    """The action-gradient penalty of every critic of the ensemble, summed.
+
+    With the ensemble's member module, each member's penalty runs that member's network alone (vmapped over
+    the members' variables); otherwise each member's penalty differentiates its output of the whole ensemble.
+    """
     value = lambda o, a: agent.head.value(agent.critic.apply(variables, o, a))  # noqa: E731
     if agent.critic_size == 1:
         return action_grad_penalty(value, obs, actions)
+    if agent.critic_member is not None:
+        def member_penalty(member_variables):
+            q = lambda o, a: agent.head.value(agent.critic_member.apply(member_variables, o, a))  # noqa: E731
+            return action_grad_penalty(q, obs, actions)
+
+        return jnp.sum(jax.vmap(member_penalty)(variables))
     return sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], obs, actions) for e in range(agent.critic_size))
 
 
-def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Transitions, key: jax.Array):
+def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Transitions, key: jax.Array,
+                     reward: jax.Array | None = None, latents: Latents | None = None):
     """Bellman loss of eq-ch5-online plus the gradient penalty on the batch's demonstration rows.
 
-    Returns (loss, (metrics, the online pass's batch statistics)).
+    `reward` (the batch's reward) and `latents` (at s') may come precomputed (`critic_step` shares them); by
+    default they are computed here. Returns (loss, (metrics, the online pass's batch statistics)).
     """
     cfg = agent.config
-    r = jax.lax.stop_gradient(agent.reward.of_batch(state.reward.variables, batch))
-    next_a, next_kl = sample_with_kl(agent, state.actor.variables, state.prior, batch.next_obs, key)
+    if reward is None:
+        reward = agent.reward.of_batch(state.reward.variables, batch)
+    if latents is None:
+        latents = Latents(agent.policy.apply(state.actor.variables, batch.next_obs),
+                          agent.prior.latent(state.prior, batch.next_obs))
+    r = jax.lax.stop_gradient(reward)
+    next_a, next_kl = sample_at(agent, latents.policy, latents.prior, key)
     out, next_out, batch_stats = agent.critic_pass(critic_params, state.critic, batch.obs, batch.action,
                                                    batch.next_obs, next_a)
     target = agent.head.bellman_target(r, batch.terminal, next_out, next_kl, gamma=cfg.gamma, beta=cfg.beta,
@@ -172,28 +205,53 @@ def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Tran
     return loss, (metrics, batch_stats)
 
 
-def actor_objective(agent: Agent, policy_params, state: AgentState, batch: Transitions, key: jax.Array):
-    actions, kl = sample_with_kl(agent, {"params": policy_params, "batch_stats": state.actor.batch_stats},
-                                 state.prior, batch.obs, key)
+def actor_objective(agent: Agent, policy_params, state: AgentState, batch: Transitions, key: jax.Array,
+                    prior_latent=None):
+    variables = {"params": policy_params, "batch_stats": state.actor.batch_stats}
+    if prior_latent is None:
+        prior_latent = agent.prior.latent(state.prior, batch.obs)
+    actions, kl = sample_at(agent, agent.policy.apply(variables, batch.obs), prior_latent, key)
     q = q_value(agent, state.critic.variables, batch.obs, actions)
     loss = actor_loss(q, kl, agent.config.beta)
     return loss, {"actor_loss": loss, "kl": jnp.mean(kl)}
 
 
-def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array):
-    """One critic step, a Polyak update of its target, and one reward-refinement step (if the reward refines)."""
+def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array,
+                latents: Latents | None = None):
+    """One critic step, a Polyak update of its target, and one reward-refinement step (if the reward refines).
+
+    One forward pass of the reward network gives both the critic's reward and the refinement's loss (both at
+    the reward params the step starts from).
+    """
+    r, reward, r_metrics = agent.reward.reward_and_refine(state.reward, batch)
     (_, (metrics, batch_stats)), grads = jax.value_and_grad(
-        lambda p: critic_objective(agent, p, state, batch, key), has_aux=True)(state.critic.params)
+        lambda p: critic_objective(agent, p, state, batch, key, r, latents),
+        has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads, batch_stats=batch_stats)
     critic = critic.replace(params=agent.critic_project(critic.params)).update_target(agent.config.tau)
-    reward, r_metrics = agent.reward.refine(state.reward, batch)
     return state._replace(critic=critic, reward=reward), {**metrics, **r_metrics}
 
 
-def actor_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array):
+def actor_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, prior_latent=None):
     (_, metrics), grads = jax.value_and_grad(
-        lambda p: actor_objective(agent, p, state, batch, key), has_aux=True)(state.actor.params)
+        lambda p: actor_objective(agent, p, state, batch, key, prior_latent),
+        has_aux=True)(state.actor.params)
     return state._replace(actor=state.actor.apply_gradients(grads), step=state.step + 1), metrics
+
+
+def fixed_latents(agent: Agent, state: AgentState, batch: Transitions) -> tuple[Latents, object]:
+    """What the networks no critic step trains output on the whole [utd, B] batch, in one pass each: the actor
+    at every s' (its params change only in the actor step, after the critic steps) and the frozen prior at
+    every s' and at the actor step's s (the last batch's obs).
+
+    Returns (Latents [utd, B, d_a], the prior's latent at the actor step's s)."""
+    utd = batch.obs.shape[0]
+    policy = agent.policy.apply(state.actor.variables, batch.next_obs)
+    prior_obs = jnp.concatenate([batch.next_obs, batch.obs[-1:]])  # [utd + 1, B, obs]
+    prior = agent.prior.latent(state.prior, prior_obs)
+    if prior is None:
+        return Latents(policy, None), None
+    return Latents(policy, jax.tree.map(lambda x: x[:utd], prior)), jax.tree.map(lambda x: x[utd], prior)
 
 
 def make_update(agent: Agent) -> Callable:
@@ -207,17 +265,17 @@ def make_update(agent: Agent) -> Callable:
         if batch.obs.ndim < 3:
             raise ValueError(f"update expects a batch with a leading UTD axis [utd, B, ...], got obs {batch.obs.shape}")
         keys = jax.random.split(key, batch.obs.shape[0] + 1)
+        latents, prior_at_obs = fixed_latents(agent, state, batch)
 
         def body(s, xs):
-            b, k = xs
-            return critic_step(agent, s, b, k)
+            return critic_step(agent, s, *xs)
 
-        state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:]))
+        state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:], latents))
         critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
         if not train_actor:
             return state, critic_metrics
         last = jax.tree.map(lambda x: x[-1], batch)
-        state, a_metrics = actor_step(agent, state, last, keys[0])
+        state, a_metrics = actor_step(agent, state, last, keys[0], prior_at_obs)
         return state, {**critic_metrics, **a_metrics}
 
     return jax.jit(update, static_argnames="train_actor")

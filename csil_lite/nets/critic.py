@@ -128,7 +128,9 @@ class Critic(NamedTuple):
 
     `batch_norm`: the module keeps batch statistics, so the Bellman loss runs one joint train-mode pass over
     [s; s'] (`joint_forward`); `weight_norm`: the kernels are projected to unit fan-in norm (`unit_fan_in`) at
-    initialisation and after every optimiser step; `size`: the ensemble size (outputs get a leading axis if > 1).
+    initialisation and after every optimiser step; `size`: the ensemble size (outputs get a leading axis if
+    > 1); `member`: for an ensemble, one copy's module, which `apply`s to one member's variables (the
+    ensemble's, indexed on axis 0): per-member terms such as the gradient penalty run each member alone.
     """
 
     module: nn.Module
@@ -136,6 +138,7 @@ class Critic(NamedTuple):
     batch_norm: bool = False
     weight_norm: bool = False
     size: int = 1
+    member: nn.Module | None = None
 
 
 def make_critic(hidden: Sequence[int], norm: str = "layer", head: str = "scalar", ensemble: int = 1,
@@ -162,4 +165,4 @@ def make_critic(hidden: Sequence[int], norm: str = "layer", head: str = "scalar"
         raise ValueError(f"unknown critic normalisation {norm!r}; choose from {NORMALISATIONS}")
     module = cls(**kwargs) if ensemble == 1 else critic_ensemble(cls, ensemble, **kwargs)
     return Critic(module, head_, batch_norm=norm in ("batch", "batch_weight"), weight_norm=norm == "batch_weight",
-                  size=ensemble)
+                  size=ensemble, member=cls(**kwargs) if ensemble > 1 else None)
