@@ -75,6 +75,7 @@ def latent_kl(loc_p: jax.Array, scale_p: jax.Array, loc_q: jax.Array, scale_q: j
 
     KL divergence is invariant under a shared invertible map, so it equals the KL of the latent diagonal
     Gaussians (the clipping only changes how densities are *reported* at the boundary, not the distributions).
+    Book: eq-ch6-kl.
     """
     var_ratio = jnp.square(scale_p / scale_q)
     mean_term = jnp.square((loc_p - loc_q) / scale_q)

@@ -147,7 +147,7 @@ def sample_at(agent: Agent, latent: tuple[jax.Array, jax.Array], prior_latent, k
 
 
 def q_value(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    """Q(s, a) in eval mode (running batch statistics); the lower critic of an ensemble."""
+    """Q(s, a) in eval mode (running batch statistics); the lower critic of an ensemble. Book: eq-ch6-twin."""
     q = agent.head.value(agent.critic.apply(variables, obs, actions))
     return jnp.min(q, axis=0) if agent.critic_size > 1 else q
 
@@ -222,6 +222,7 @@ def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Ar
 
     One forward pass of the reward network gives both the critic's reward and the refinement's loss (both at
     the reward params the step starts from).
+    Book: eq-ch6-wn.
     """
     r, reward, r_metrics = agent.reward.reward_and_refine(state.reward, batch)
     (_, (metrics, batch_stats)), grads = jax.value_and_grad(
@@ -259,6 +260,7 @@ def make_update(agent: Agent) -> Callable:
 
     `train_actor=False` (static) runs only the critic and reward steps: the warm-up in which the critic learns the
     value of the initial policy's own rollouts before the actor starts following its action-gradient.
+    Book: eq-ch6-utd.
     """
 
     def update(state: AgentState, batch: Transitions, key: jax.Array, train_actor: bool = True):

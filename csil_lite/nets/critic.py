@@ -93,7 +93,7 @@ def critic_ensemble(module: type[nn.Module], size: int, **kwargs) -> nn.Module:
 def unit_fan_in(params):
     """Weight normalisation as a projection: every Dense kernel [..., in, out] rescaled so that each output unit's
     fan-in vector (axis -2) has unit L2 norm. Biases and normalisation parameters are left alone; a leading
-    ensemble axis is fine (the norm is still over axis -2)."""
+    ensemble axis is fine (the norm is still over axis -2). Book: eq-ch6-wn."""
 
     def project(path, leaf):
         name = getattr(path[-1], "key", None)
@@ -109,6 +109,7 @@ def joint_forward(module: nn.Module, variables: dict, obs, action, next_obs, nex
 
     In train mode BN normalises both halves with the statistics of the mixture (separate passes would give each
     half its own, on inconsistent scales); returns (out, out_next, new batch_stats).
+    Book: eq-ch6-joint.
     """
     n = obs.shape[0]
     out, updates = module.apply(variables, jnp.concatenate([obs, next_obs]), jnp.concatenate([action, next_action]),

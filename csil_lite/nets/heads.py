@@ -62,6 +62,7 @@ def project(values: jax.Array, probs: jax.Array, atoms: jax.Array) -> jax.Array:
     values, probs: [..., J]; atoms: [K]. Each value is clipped to [atoms[0], atoms[-1]] and its mass split
     linearly between its two neighbouring atoms, so the total mass and (for in-range values) the mean are kept.
     Bins are found with `searchsorted` and their own widths, not (v - v_min) / delta, which assumes a uniform grid.
+    Book: eq-ch6-project.
     """
     k = atoms.shape[0]
     y = jnp.clip(values, atoms[0], atoms[-1])
@@ -86,6 +87,7 @@ class CategoricalHead(NamedTuple):
         return jnp.sum(jax.nn.softmax(out, axis=-1) * self.support, axis=-1)
 
     def loss(self, out: jax.Array, target: jax.Array) -> jax.Array:
+        """Cross-entropy of the logits to the projected target distribution, summed over an ensemble (book: eq-ch6-ce)."""
         ce = -jnp.sum(target * jax.nn.log_softmax(out, axis=-1), axis=-1)
         return _reduce_ensemble(jnp.mean(ce, axis=-1), 0)
 
@@ -103,6 +105,7 @@ class CategoricalHead(NamedTuple):
 
         With an ensemble, each sample takes the distribution of the target critic with the lower expected value.
         `ceiling` is implied by the support's top atom (clipping), so it is not used here.
+        Book: eq-ch6-project.
         """
         probs = jax.nn.softmax(next_out, axis=-1)
         if probs.ndim == 3:  # [ensemble, batch, K]: per sample, the critic with the lower E[Q]
@@ -136,6 +139,7 @@ def quantile_support(returns: np.ndarray, n_atoms: int = 101, v_min: float = -8.
     ends to v_min and v_max, and mix with the uniform grid: z = (1 - w) q + w linspace(v_min, v_max, n_atoms).
     Sparse rewards give repeated quantiles (zero-width bins, hence NaN in the projection); the mix keeps every gap
     at least w (v_max - v_min) / (n_atoms - 1) while leaving most atoms where the returns fall.
+    Book: eq-ch6-support.
     """
     returns = np.asarray(returns, np.float64).ravel()
     if returns.size == 0 or not np.all(np.isfinite(returns)):
