@@ -12,10 +12,12 @@ Two sets, each the preview preset with only the fields set in `config` changed, 
   500, as chapter 7's preview), `LIFT_EVAL_EPISODES` evaluation episodes every 1,000 (chapter 7's 5 are 20
   points each), from 10 scripted demos written to a robomimic HDF5 file as chapter 7 builds them.
 
-The budgets were sized so that the whole set finishes in about 75 minutes with `--workers 2` under `nice -n 5`
-on a 2-core machine shared with other jobs (measured there under load: CSIL's BC + SARSA stage ~5 min, then
-~25 s per 1,000 env steps; CSIL++ >150 s per 1,000). Jobs run seed-major (seed 0 of every algorithm first;
-within a seed the costliest first), toy before Lift; a run is copied to the output folder only once finished.
+The budgets were sized for about 75 minutes with `--workers 2` under `nice -n 5` on a 2-core machine shared
+with other jobs (load average 9-17). Measured there per run: bc 1-2 min, csil 3-8, sacfd 3.5-7, xqc_od
+8.5-15.5, csilpp 22-24+ (its BC + SARSA stage alone 3-9 min, then 4-5.5 min per 1,000 env steps at UTD 4).
+The toy set took the whole window; the Lift runs did not fit in it. Jobs run seed-major (seed 0 of every
+algorithm first; within a seed the costliest first), toy before Lift; a run is copied to the output only
+once finished.
 
     python scripts/ch06_cpu_runs.py [--seeds 0 1 2] [--only toy lift] [--out DIR] [--workers 2]
     python scripts/ch06_cpu_runs.py --report        # only the tables, from the stored runs
