@@ -104,7 +104,7 @@ class CoherentReward(NamedTuple):
     """r(s, a) of a reward network (a copy of the BC policy) with the run's variant, scale, shift and density.
 
     `__call__` is *the* reward function: the critic's targets, the SARSA pretraining, the loop's evaluations and
-    the chapters all call it. `refine` takes one step of reward refinement on a mixed batch whose first `n_demo`
+    the chapters all call it. `reward_and_refine` gives the reward and one step of refinement on a mixed batch whose first `n_demo`
     rows are demonstrations.
     """
 
@@ -141,9 +141,6 @@ class CoherentReward(NamedTuple):
                                  variant=self.variant, scale=self.scale, shift=self.shift)
         return refinement_loss(x[: self.n_demo], x[self.n_demo:], self.kl_weight), reward
 
-    def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
-        return self.reward_and_refine(state, batch)[1:]
-
     def reward_and_refine(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
         """The critic's reward on the batch at the current params, and one refinement step from those params.
 
@@ -158,6 +155,16 @@ class CoherentReward(NamedTuple):
         return reward, state.apply_gradients(grads), {"reward_loss": loss}
 
 
+def _no_ceiling(self, gamma: float) -> float:
+    """A task reward bounds no soft value: the target is never clipped."""
+    return math.inf
+
+
+def _fixed_reward(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
+    """A reward with nothing to learn: the batch's reward, the reward state unchanged, no metrics."""
+    return self.of_batch(state.variables, batch), state, {}
+
+
 class EnvironmentReward(NamedTuple):
     """The reward stored with each transition; nothing to learn."""
 
@@ -166,14 +173,8 @@ class EnvironmentReward(NamedTuple):
     def of_batch(self, params, batch: Transitions) -> jax.Array:
         return batch.reward
 
-    def value_ceiling(self, gamma: float) -> float:
-        return math.inf
-
-    def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
-        return state, {}
-
-    def reward_and_refine(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
-        return self.of_batch(state.variables, batch), state, {}
+    value_ceiling = _no_ceiling
+    reward_and_refine = _fixed_reward
 
 
 class SparseReward(NamedTuple):
@@ -190,14 +191,8 @@ class SparseReward(NamedTuple):
     def of_batch(self, params, batch: Transitions) -> jax.Array:
         return batch.terminal.astype(jnp.float32) - 1.0
 
-    def value_ceiling(self, gamma: float) -> float:
-        return math.inf
-
-    def refine(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict]:
-        return state, {}
-
-    def reward_and_refine(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
-        return self.of_batch(state.variables, batch), state, {}
+    value_ceiling = _no_ceiling
+    reward_and_refine = _fixed_reward
 
 
 RewardSource = Union[CoherentReward, EnvironmentReward, SparseReward]
