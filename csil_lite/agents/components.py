@@ -104,8 +104,8 @@ class CoherentReward(NamedTuple):
     """r(s, a) of a reward network (a copy of the BC policy) with the run's variant, scale, shift and density.
 
     `__call__` is *the* reward function: the critic's targets, the SARSA pretraining, the loop's evaluations and
-    the chapters all call it. `reward_and_refine` gives the reward and one step of refinement on a mixed batch whose first `n_demo`
-    rows are demonstrations.
+    the chapters all call it. `reward_and_refine` gives the reward and one step of refinement on a mixed batch
+    whose first `n_demo` rows are demonstrations.
     """
 
     policy: nn.Module
