@@ -108,7 +108,10 @@ class NetworkConfig:
     critic_norm: str = "layer"
     critic_head: str = "scalar"  # 'scalar' | 'categorical' (atoms by quantiles of the demonstrations' returns)
     critic_atoms: int = 101  # categorical support size, on [critic_v_min, critic_v_max]
-    critic_v_min: float = -8.0
+    # A number, or 'floor': the reward source's lowest value estimated from the demonstrations (its
+    # `value_floor`: for the coherent reward, the lowest reward of the demonstrations and of the BC policy's own
+    # actions at their states, over an infinite horizon), resolved by `loop.prepare`.
+    critic_v_min: float | str = -8.0
     critic_v_max: float = 0.0
     critic_ensemble: int = 1  # 2: twin critics (nn.vmap), the target from the lower one
 
@@ -123,7 +126,10 @@ class NetworkConfig:
             raise ValueError(f"NetworkConfig.critic_norm must be one of {CRITIC_NORMS}, got {self.critic_norm!r}")
         if self.critic_head not in ("scalar", "categorical"):
             raise ValueError(f"NetworkConfig.critic_head must be 'scalar' or 'categorical', got {self.critic_head!r}")
-        if self.critic_atoms < 2 or not self.critic_v_min < self.critic_v_max:
+        if isinstance(self.critic_v_min, str) and self.critic_v_min != "floor":
+            raise ValueError(f"NetworkConfig.critic_v_min must be a number or 'floor', got {self.critic_v_min!r}")
+        v_min = -math.inf if self.critic_v_min == "floor" else self.critic_v_min
+        if self.critic_atoms < 2 or not v_min < self.critic_v_max:
             raise ValueError(f"NetworkConfig: need critic_atoms >= 2 and critic_v_min < critic_v_max, got "
                              f"{self.critic_atoms}, [{self.critic_v_min}, {self.critic_v_max}]")
         for name in ("policy_hidden", "critic_hidden"):
@@ -169,6 +175,9 @@ class AgentConfig:
     refine_reward: bool = True  # refine the coherent reward's network (coherent reward only)
     refine_kl_weight: float = 1.0
     grad_penalty: float = 1.0  # weight of sqrt(E_demo ||dQ/da||^2)
+    # AdamW decay of the critic params that the weight-norm projection leaves free (batch-norm scales and biases,
+    # biases); of every critic param without weight norm. 0: plain Adam. See agents.core.critic_optimiser.
+    critic_weight_decay: float = 0.0
     utd: int = 1  # critic updates per actor update
     n_demo: int = 256
     n_online: int = 256
@@ -181,6 +190,8 @@ class AgentConfig:
         _positive(self, "actor_lr", "critic_lr", "reward_lr", "tau", "utd", "n_online")
         if not 0 <= self.gamma < 1:
             raise ValueError(f"AgentConfig.gamma must lie in [0, 1), got {self.gamma}")
+        if self.critic_weight_decay < 0:
+            raise ValueError(f"AgentConfig.critic_weight_decay must be >= 0, got {self.critic_weight_decay}")
         if self.beta < 0 or self.n_demo < 0 or self.grad_penalty < 0:
             raise ValueError(f"beta, n_demo and grad_penalty must be >= 0 (got {self.beta}, {self.n_demo}, {self.grad_penalty})")
         if self.reward_variant not in ("pos", "neg"):

@@ -146,8 +146,15 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         r = np.asarray(agent.reward.of_batch(bc_params, jax.tree.map(jnp.asarray, demos)))
     if nets.critic_head == "categorical":
         # Atoms by quantiles of the demonstrations' discounted returns under that reward (heads.quantile_support).
+        v_min = nets.critic_v_min
+        if v_min == "floor":  # the reward source's lowest value from the demonstrations
+            v_min = agent.reward.value_floor(bc_params, jax.tree.map(jnp.asarray, demos), agent_cfg.gamma,
+                                             jax.random.PRNGKey(cfg.seed + 3))
+            if not v_min < nets.critic_v_max:
+                raise UserError(f"critic_v_min='floor' gave {v_min:.3g}, not below critic_v_max = "
+                                f"{nets.critic_v_max}: set critic_v_min to a number")
         atoms = quantile_support(discounted_returns(r, demos.last, agent_cfg.gamma), nets.critic_atoms,
-                                 nets.critic_v_min, nets.critic_v_max)
+                                 v_min, nets.critic_v_max)
         critic = make_critic(nets.critic_hidden, nets.critic_norm, "categorical", nets.critic_ensemble, atoms)
         agent = make_agent(agent_cfg, policy, critic, demos.act_dim)
     critic_params = critic.module.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])

@@ -52,12 +52,12 @@ LIFT_EVAL_EPISODES = 20
 COST_ORDER = ("csilpp", "xqc_od", "csil", "sacfd", "bc")  # job order within a seed: the costliest first
 
 
-def config(setting: str, algo: str, seed: int, demos_path: str | None = None):
+def config(setting: str, algo: str, seed: int, demos_path: str | None = None, toy_steps: int = TOY_STEPS):
     """The preview preset of `algo` for `setting` ('toy' or 'lift') with this script's fields."""
     from csil_lite.config import preset
 
     if setting == "toy":
-        fields = dict(task=TOY_TASK, num_demos=TOY_DEMOS, env_steps=TOY_STEPS, eval_every=1_000)
+        fields = dict(task=TOY_TASK, num_demos=TOY_DEMOS, env_steps=toy_steps, eval_every=1_000)
     elif setting == "lift":
         if demos_path is None:
             raise ValueError("config('lift', ...): demos_path (the scripted Lift demos file) is required")
@@ -70,16 +70,16 @@ def config(setting: str, algo: str, seed: int, demos_path: str | None = None):
     return preset("preview", algo=algo, seed=seed, **fields)
 
 
-def run(job: tuple[str, str, int, str, str | None]) -> str:
+def run(job: tuple[str, str, int, str, str | None, int]) -> str:
     """Train one run in a scratch folder, keep its three files, then copy it to `out/setting/algo_seed`."""
     from csil_lite.loop import train
 
-    setting, algo, seed, out, demos_path = job
+    setting, algo, seed, out, demos_path, toy_steps = job
     name = f"{algo}_{seed}"
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ch06_run_") as scratch:
         run_dir = Path(scratch) / name
-        summary = train(config(setting, algo, seed, demos_path), run_dir, progress=False, resume=False)
+        summary = train(config(setting, algo, seed, demos_path, toy_steps), run_dir, progress=False, resume=False)
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
         if demos_path is not None:  # keep the file's name, not where this machine wrote it
             cfg = json.loads((run_dir / "config.json").read_text())
@@ -167,19 +167,22 @@ def main() -> None:
     ap.add_argument("--lift-algos", nargs="+", default=list(LIFT_ALGOS))
     ap.add_argument("--out", default="book/_artefacts/ch06")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--toy-steps", type=int, default=TOY_STEPS, help="env steps of the toy runs")
     ap.add_argument("--report", action="store_true", help="only print the tables of the stored runs")
     args = ap.parse_args()
     out = Path(args.out)
     if not args.report:
+        (out / "toy").mkdir(parents=True, exist_ok=True)  # what the chapter reads the threshold from
+        (out / "toy" / "settings.json").write_text(json.dumps({"threshold": THRESHOLD, "num_demos": TOY_DEMOS}))
         workers = ProcessPoolExecutor(args.workers)
         with tempfile.TemporaryDirectory(prefix="ch06_demos_") as tmp, workers as pool:
             futures = []
             if "toy" in args.only:  # queued first; the Lift demos are written while they run
-                futures += [pool.submit(run, ("toy", a, s, str(out), None))
+                futures += [pool.submit(run, ("toy", a, s, str(out), None, args.toy_steps))
                             for s in args.seeds for a in sorted(args.toy_algos, key=COST_ORDER.index)]
             if "lift" in args.only:
                 demos_path = write_lift_demos(Path(tmp))
-                futures += [pool.submit(run, ("lift", a, s, str(out), demos_path))
+                futures += [pool.submit(run, ("lift", a, s, str(out), demos_path, TOY_STEPS))
                             for s in args.seeds for a in sorted(args.lift_algos, key=COST_ORDER.index)]
             for fut in as_completed(futures):
                 print(fut.result(), flush=True)

@@ -189,6 +189,7 @@ def test_batch_normalised_critic_pretraining_fits_demo_values_in_eval_mode(norm)
         (dict(reward_variant="zero"), "reward_variant"),
         (dict(reward_density="log"), "reward_density"),
         (dict(n_demo=0), "demonstrations"),
+        (dict(critic_weight_decay=-0.01), "critic_weight_decay"),
     ],
 )
 def test_bad_agent_config(kwargs, msg):
@@ -399,6 +400,9 @@ def test_every_algorithm_and_budget_builds_and_updates_finitely(algo):
     from csil_lite.loop import prepare
 
     assert set(ALGORITHMS) == {"csil", "sac_bc", "bc", "csilpp", "xqc_od", "sacfd"}
+    if algo == "csilpp":  # CSIL++'s support comes from the data, its free critic params are decayed
+        assert preset("preview", algo=algo).nets.critic_v_min == "floor"
+        assert preset("paper", algo=algo).agent.critic_weight_decay > 0
     for budget in ("preview", "reference", "paper"):
         assert preset(budget, algo=algo).algo == algo
     base = preset("preview", algo=algo)
@@ -423,3 +427,78 @@ def test_every_algorithm_and_budget_builds_and_updates_finitely(algo):
     assert ("clipped_frac" in metrics) == (cfg.nets.critic_head == "categorical")
     if "clipped_frac" in metrics:
         assert 0.0 <= float(metrics["clipped_frac"]) <= 1.0
+
+
+def test_value_floor_lies_below_every_return_and_bounds_the_support():
+    """The support's 'floor' is r_min / (1 - gamma): at or below every demonstration's discounted return (each is
+    at least r_min (1 - gamma^T) / (1 - gamma) for r_min <= 0), below the demos' own lowest reward over an infinite
+    horizon, exactly -1 / (1 - gamma) for the sparse reward; `prepare` puts the first atom there."""
+    from csil_lite.agents.components import SparseReward
+    from csil_lite.loop import prepare
+    from csil_lite.nets.heads import discounted_returns
+
+    cfg = preset("preview", algo="csilpp", task="pointmass-reach", num_demos=3, bc_steps=200, critic_pretrain_steps=0,
+                 nets=dict(policy_hidden=(16,), features=16, critic_hidden=(8,), critic_atoms=11))
+    setup = prepare(cfg, progress=False)
+    demos, gamma = jax.tree.map(jnp.asarray, setup.demos), cfg.agent.gamma
+    floor = setup.agent.reward.value_floor(setup.state.prior, demos, gamma, jax.random.PRNGKey(0))
+    r = np.asarray(setup.agent.reward.of_batch(setup.state.prior, demos))
+    assert floor <= min(r.min(), 0.0) / (1 - gamma) + 1e-4
+    assert floor <= discounted_returns(r, setup.demos.last, gamma).min()
+    assert setup.agent.head.atoms[0] == pytest.approx(
+        setup.agent.reward.value_floor(setup.state.prior, demos, gamma, jax.random.PRNGKey(cfg.seed + 3)))
+    assert SparseReward().value_floor({}, demos, 0.99, jax.random.PRNGKey(0)) == pytest.approx(-100.0)
+    with pytest.raises(ValueError, match="critic_v_min"):
+        preset("preview", algo="csilpp", nets=dict(critic_v_min="lowest"))
+
+
+def test_critic_weight_decay_acts_only_on_what_weight_norm_leaves_free():
+    """AdamW's decay shrinks batch-norm scales and biases but never a projected kernel; with no weight norm it
+    shrinks every param; at 0 it is exactly Adam."""
+    import optax
+
+    from csil_lite.agents.core import critic_optimiser
+
+    params = {"Dense_0": {"kernel": jnp.full((3, 2), 0.5)},
+              "BatchNorm_0": {"scale": jnp.full((2,), 2.0), "bias": jnp.full((2,), -1.0)}}
+    zero = jax.tree.map(jnp.zeros_like, params)  # no gradient: Adam's own step is 0, only the decay moves params
+    lr, wd = 0.1, 0.3
+
+    def step(tx):
+        updates, _ = tx.update(zero, tx.init(params), params)
+        return optax.apply_updates(params, updates)
+
+    wn = step(critic_optimiser(lr, wd, weight_norm=True))
+    np.testing.assert_array_equal(wn["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
+    np.testing.assert_allclose(wn["BatchNorm_0"]["scale"], 2.0 * (1 - lr * wd), rtol=1e-6)
+    np.testing.assert_allclose(wn["BatchNorm_0"]["bias"], -1.0 * (1 - lr * wd), rtol=1e-6)
+    plain = step(critic_optimiser(lr, wd, weight_norm=False))
+    np.testing.assert_allclose(plain["Dense_0"]["kernel"], 0.5 * (1 - lr * wd), rtol=1e-6)
+    grads = jax.tree.map(lambda x: 0.3 * x + 0.1, params)
+    a, b = critic_optimiser(lr, 0.0, weight_norm=True), optax.adam(lr)
+    ua, _ = a.update(grads, a.init(params), params)
+    ub, _ = b.update(grads, b.init(params), params)
+    jax.tree.map(np.testing.assert_array_equal, ua, ub)
+
+
+def test_critic_weight_decay_bounds_a_param_the_loss_pushes_forever():
+    """A loss linear in a free param (its gradient never vanishes) grows it linearly under Adam; AdamW keeps it
+    below max|u| / lambda (Adam's normalised step |u| is about 1 here): the bound of `critic_optimiser`."""
+    import optax
+
+    from csil_lite.agents.core import critic_optimiser
+
+    params = {"BatchNorm_0": {"bias": jnp.zeros(3)}}
+    grads = {"BatchNorm_0": {"bias": -jnp.ones(3)}}  # d(-sum b)/db: the loss always wants a larger bias
+
+    def run(wd, steps=3000, lr=0.01):
+        tx = critic_optimiser(lr, wd, weight_norm=True)
+        p, s = params, tx.init(params)
+        for _ in range(steps):
+            u, s = tx.update(grads, s, p)
+            p = optax.apply_updates(p, u)
+        return float(p["BatchNorm_0"]["bias"][0])
+
+    assert run(0.0) == pytest.approx(30.0, rel=1e-3)  # lr per step, 3000 steps
+    bounded = run(0.3)
+    assert 0.9 / 0.3 < bounded <= 1.0 / 0.3 + 1e-3

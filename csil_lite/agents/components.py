@@ -129,6 +129,20 @@ class CoherentReward(NamedTuple):
     def value_ceiling(self, gamma: float) -> float:
         return value_clip(self.policy.min_std, gamma, variant=self.variant, scale=self.scale)
 
+    def value_floor(self, params, demos: Transitions, gamma: float, key: jax.Array) -> float:
+        """The lowest return the critic's support should hold: the lowest reward of the demonstrations and of one
+        action of the BC policy (`params`) at each of their states, over an infinite horizon, r_min / (1 - gamma).
+
+        Online the agent acts with that policy, whose samples score below the demonstrations (rewards of -2 to
+        -6 per step on the toy task, with episodes that time out), so the demonstrations' own returns
+        underestimate how low a value gets. States far from the demonstrations can still score lower; the
+        categorical head logs the clipped fraction. Book: eq-ch6-floor.
+        """
+        mean, std = self.policy.apply(params, demos.obs)
+        own = tanh_normal(mean, std).sample(seed=key)
+        low = jnp.minimum(jnp.min(self(params, demos.obs, demos.action)), jnp.min(self(params, demos.obs, own)))
+        return float(jnp.minimum(low, 0.0)) / (1.0 - gamma)
+
     def refinement_loss(self, params, batch: Transitions) -> jax.Array:
         """eq-ch5-refine on the batch: its first `n_demo` rows are demonstrations, the rest the agent's own."""
         return self._refinement_and_reward(params, batch)[0]
@@ -160,6 +174,11 @@ def _no_ceiling(self, gamma: float) -> float:
     return math.inf
 
 
+def _fixed_floor(self, params, demos: Transitions, gamma: float, key: jax.Array) -> float:
+    """A fixed reward's lowest return over an infinite horizon: min(0, lowest reward of the demos) / (1 - gamma)."""
+    return float(jnp.minimum(jnp.min(self.of_batch(params, demos)), 0.0)) / (1.0 - gamma)
+
+
 def _fixed_reward(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
     """A reward with nothing to learn: the batch's reward, the reward state unchanged, no metrics."""
     return self.of_batch(state.variables, batch), state, {}
@@ -174,6 +193,7 @@ class EnvironmentReward(NamedTuple):
         return batch.reward
 
     value_ceiling = _no_ceiling
+    value_floor = _fixed_floor
     reward_and_refine = _fixed_reward
 
 
@@ -190,6 +210,10 @@ class SparseReward(NamedTuple):
 
     def of_batch(self, params, batch: Transitions) -> jax.Array:
         return batch.terminal.astype(jnp.float32) - 1.0
+
+    def value_floor(self, params, demos: Transitions, gamma: float, key: jax.Array) -> float:
+        """-1 on every step forever: -1 / (1 - gamma), exactly (whatever the demonstrations)."""
+        return -1.0 / (1.0 - gamma)
 
     value_ceiling = _no_ceiling
     reward_and_refine = _fixed_reward

@@ -73,6 +73,26 @@ def _identity(params):
     return params
 
 
+def critic_optimiser(lr: float, weight_decay: float, weight_norm: bool) -> optax.GradientTransformation:
+    """Adam; with `weight_decay` > 0, AdamW whose decay acts on what weight normalisation leaves free.
+
+    Batch norm makes the loss invariant to the scale of the kernel before it and the projection (`unit_fan_in`)
+    fixes that scale, but the batch-norm scales and biases and the output bias stay free. Under Adam each step
+    moves a param by about the learning rate whatever its gradient, so a param the loss keeps pushing one way
+    grows linearly (`benchmarks/soak_bn_wn.py`). Decoupled decay, theta <- theta - lr (u + lambda theta), keeps
+    |theta_i| below max(|theta_i(0)|, max|u| / lambda), u being Adam's normalised step. Without weight norm
+    every param is decayed (plain AdamW). Book: eq-ch6-decay.
+    """
+    if weight_decay == 0:
+        return optax.adam(lr)
+
+    def free(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: not (weight_norm and getattr(path[-1], "key", None) == "kernel"), params)
+
+    return optax.adamw(lr, weight_decay=weight_decay, mask=free)
+
+
 def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Critic, action_dim: int,
                head: ScalarHead | CategoricalHead | None = None) -> Agent:
     """Resolve the config's components once; `config.reward_shift` must already be a number or 'bound'.
@@ -105,7 +125,7 @@ def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Criti
         kl=kl,
         reward=reward,
         policy_optim=optax.adam(config.actor_lr),
-        critic_optim=optax.adam(config.critic_lr),
+        critic_optim=critic_optimiser(config.critic_lr, config.critic_weight_decay, critic.weight_norm),
         reward_optim=optax.sgd(config.reward_lr),
         action_dim=action_dim,
     )

@@ -9,12 +9,23 @@ Components: CSIL's (prior 'bc', coherent reward refined online, SARSA-pretrained
   latent Gaussians to the BC prior in place of the single-sample estimate.
 
 Budget 'paper' is Table II: batch 128, replay 250k, warm-up 10k, KL coefficient 0.3, 50k BC steps, 20k critic
-(SARSA) steps, 510k env steps, 200 demonstrations (`base.paper`). Its support keeps XQC's [-8, 0].
+(SARSA) steps, 510k env steps, 200 demonstrations (`base.paper`).
 
-Preview: the support must cover the returns the coherent reward gives. CSIL's preview critic reaches Q of about
--26 on the toy task, far below XQC's -8, and mass beyond the support is clipped onto its end atom (the value is
-then biased towards -8). The preview support is therefore [-60, 0]; the atoms are still placed by the quantiles of
-the demonstrations' returns inside it, and the clipped-atom fraction is logged to check it.
+Support (every budget): 'floor', the coherent reward's `value_floor`, r_min / (1 - gamma) with r_min the lowest
+reward of the demonstrations and of the BC policy's own actions at their states. Table II's [-8, 0] presumes the
+paper's reward scale, which this library does not reproduce (we did not verify it): with our coherent reward a
+[-8, 0] or [-60, 0] support clips the targets. Measured on chapter 6's toy task (10 demonstrations): per-step
+rewards of -2 to -6 and episodes that time out give CSIL's scalar critic Q of about -120 after 5,000 env steps,
+and with [-60, 0] CSIL++'s Q sat at -55 with 15-45 % of the shifted atoms clipped, so its actor saw a flat
+critic. The floor there is about -640; the atoms are still placed by the demonstrations' return quantiles inside.
+
+Critic weight decay 0.3 (AdamW on the batch-norm scales and biases and the output bias, which the weight-norm
+projection leaves free; `agents.core.critic_optimiser`). Without it the 20k-update soak
+(`benchmarks/soak_bn_wn.py`, pointmass-reach, support then [-60, 0]) showed the critic's norm growing linearly (39.8 at 2k updates, 130.0 at 20k), all of
+it in those free params. Over 2,000 updates (norm at 500 / 1,000 / 1,500 / 2,000): decay 0 36.6 / 38.0 / 39.8
+(growing), XQC-style 0.01 on them and the output layer 36.4 / 37.9 / 39.7, 0.1 34.9 / 35.5 / 36.3 (still
+growing), 0.3 32.3 / 31.9 / 32.0 (flat), 1.0 28.3 / 27.9 / 27.8 (flat, a higher loss). XQC itself uses no decay
+and a learning rate decayed tenfold over the run.
 """
 
 from __future__ import annotations
@@ -27,11 +38,9 @@ from csil_lite.configs import csil
 
 def get(preview: bool, paper_budget: bool = False) -> RunConfig:
     cfg = csil.get(preview, paper_budget)
-    agent = dataclasses.replace(cfg.agent, kl="exact", utd=4)
+    agent = dataclasses.replace(cfg.agent, kl="exact", utd=4, critic_weight_decay=0.3)
     nets = dataclasses.replace(cfg.nets, critic_norm="batch_weight", critic_head="categorical", critic_atoms=101,
-                               critic_ensemble=2)
+                               critic_ensemble=2, critic_v_min="floor", critic_v_max=0.0)
     if paper_budget:
         agent = dataclasses.replace(agent, beta=0.3)
-    if preview:
-        nets = dataclasses.replace(nets, critic_v_min=-60.0, critic_v_max=0.0)
     return dataclasses.replace(cfg, algo="csilpp", agent=agent, nets=nets)
