@@ -19,6 +19,13 @@ rewards of -2 to -6 and episodes that time out give CSIL's scalar critic Q of ab
 and with [-60, 0] CSIL++'s Q sat at -55 with 15-45 % of the shifted atoms clipped, so its actor saw a flat
 critic. The floor there is about -640; the atoms are still placed by the demonstrations' return quantiles inside.
 
+No action-gradient penalty (XQC has none). CSIL's penalty, sqrt(E ||dQ/da||^2) with weight 1, is in Q's units;
+next to a squared Bellman error (Q's units squared) its weight means one thing, next to a cross-entropy (nats)
+another, and on a support hundreds of units wide it dominates: on the toy task (seed 0, 1,000 updates after
+1,000 warm-up steps) the actor's KL to BC stayed at 0.010 with the penalty and reached 0.88 without it (0.38 with
+the penalty on the old [-60, 0] support, whose clipping kept Q's gradients small), i.e. the penalty flattened Q
+in the action and the actor never left the BC policy.
+
 Critic weight decay 0.3 (AdamW on the batch-norm scales and biases and the output bias, which the weight-norm
 projection leaves free; `agents.core.critic_optimiser`). Without it the 20k-update soak
 (`benchmarks/soak_bn_wn.py`, pointmass-reach, support then [-60, 0]) showed the critic's norm growing linearly (39.8 at 2k updates, 130.0 at 20k), all of
@@ -38,7 +45,7 @@ from csil_lite.configs import csil
 
 def get(preview: bool, paper_budget: bool = False) -> RunConfig:
     cfg = csil.get(preview, paper_budget)
-    agent = dataclasses.replace(cfg.agent, kl="exact", utd=4, critic_weight_decay=0.3)
+    agent = dataclasses.replace(cfg.agent, kl="exact", utd=4, critic_weight_decay=0.3, grad_penalty=0.0)
     nets = dataclasses.replace(cfg.nets, critic_norm="batch_weight", critic_head="categorical", critic_atoms=101,
                                critic_ensemble=2, critic_v_min="floor", critic_v_max=0.0)
     if paper_budget:
