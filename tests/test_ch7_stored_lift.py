@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from csil_lite.config import preset  # noqa: E402
+from csil_lite.config import RunConfig, preset  # noqa: E402
 from csil_lite.loop import read_metrics  # noqa: E402
 from csil_lite.plotting import curves_by_algo, plot_curves  # noqa: E402
 
@@ -48,6 +48,7 @@ def run_cell(root: Path) -> dict:
     glued: dict = {}
     ns = {
         "PREVIEW": True, "json": json, "np": np, "plt": plt, "artefacts_dir": lambda: root,
+        "RunConfig": RunConfig, "preset": preset,
         "curves_by_algo": curves_by_algo, "plot_curves": plot_curves, "read_metrics": read_metrics,
         "glue": lambda key, value, display=False: glued.__setitem__(key, value),
         "cfg_csil": preset("preview", algo="csil", seed=0, env_steps=1_000, eval_every=1_000, eval_episodes=5,
@@ -105,3 +106,20 @@ def test_a_csilpp_run_without_csilpp_critic_fails_the_cell(tmp_path):
 def test_no_stored_runs_prints_a_note_and_glues_nothing(tmp_path, capsys):
     assert run_cell(tmp_path) == {}
     assert "No stored Lift runs" in capsys.readouterr().out
+
+
+def test_csilpp_runs_from_an_older_csilpp_config_fail_the_cell(tmp_path):
+    """Runs stored before a change of the CSIL++ preset (here its old [-60, 0] support) are not what the text
+    describes."""
+    write_runs(tmp_path, {"csil": CSIL, "csilpp": CSILPP}, csilpp={"nets": {"critic_v_min": -60.0}})
+    with pytest.raises(AssertionError):
+        run_cell(tmp_path)
+
+
+def test_runs_stored_before_a_config_field_existed_compare_at_its_default(tmp_path):
+    write_runs(tmp_path, {"csil": CSIL, "csilpp": CSILPP})
+    for d in (tmp_path / "ch06" / "lift").glob("csil_*"):
+        cfg = json.loads((d / "config.json").read_text())
+        del cfg["agent"]["critic_weight_decay"]  # a field added after the runs were made
+        (d / "config.json").write_text(json.dumps(cfg))
+    assert run_cell(tmp_path)["ch7_lift_seeds"] == 3
