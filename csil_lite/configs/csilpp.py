@@ -32,7 +32,9 @@ projection leaves free; `agents.core.critic_optimiser`). Without it the 20k-upda
 it in those free params. Over 2,000 updates (norm at 500 / 1,000 / 1,500 / 2,000): decay 0 36.6 / 38.0 / 39.8
 (growing), XQC-style 0.01 on them and the output layer 36.4 / 37.9 / 39.7, 0.1 34.9 / 35.5 / 36.3 (still
 growing), 0.3 32.3 / 31.9 / 32.0 (flat), 1.0 28.3 / 27.9 / 27.8 (flat, a higher loss). XQC itself uses no decay
-and a learning rate decayed tenfold over the run.
+and a learning rate decayed tenfold over the run. The 20k soak of this preset (the support from the data, no
+penalty, decay 0.3): norm 34.5 at 2k updates, 37.0 at 10k, 37.1 at 12k, 37.4 at 20k; all finite, hidden
+kernels on the sphere, one update's relative step 1.9e-3 -> 1.6e-3.
 """
 
 from __future__ import annotations
