@@ -63,7 +63,8 @@ def csil_stepper(width: int, n_demo: int, n_online: int,
     policy = HetStatPolicy(action_dim=ACT_DIM, hidden=(width, width), bottleneck=BOTTLENECK,
                            features=FEATURES)
     n = paper.nets
-    atoms = np.linspace(n.critic_v_min, n.critic_v_max, n.critic_atoms)  # the cost does not depend on them
+    v_min = -100.0 if n.critic_v_min == "floor" else n.critic_v_min  # 'floor' needs demonstrations; any range will do
+    atoms = np.linspace(v_min, n.critic_v_max, n.critic_atoms)  # the cost does not depend on them
     critic = make_critic((width, width), n.critic_norm, n.critic_head, n.critic_ensemble, atoms=atoms)
     obs, act = jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM))
     agent = make_agent(cfg, policy, critic, ACT_DIM)
