@@ -87,11 +87,11 @@ def base_setup():
     return cfg, prepare(cfg, progress=False)
 
 
-def _setup(base_setup, **nets):
+def _setup(base_setup, agent=None, **nets):
     cfg, s0 = base_setup
     from csil_lite.config import with_overrides
 
-    return prepare(with_overrides(cfg, nets=nets), progress=False, bc_from=s0)
+    return prepare(with_overrides(cfg, nets=nets, agent=agent or {}), progress=False, bc_from=s0)
 
 
 def test_probe_weight_norm_keeps_unit_fan_in(base_setup):
@@ -103,7 +103,9 @@ def test_probe_weight_norm_keeps_unit_fan_in(base_setup):
     np.testing.assert_allclose(wn.hidden_norm, np.sqrt(2 * (16 + 16)), rtol=1e-5)
     assert wn.initial_hidden_norm == pytest.approx(np.sqrt(2 * (16 + 16)), rel=1e-5)  # projected at init too
     assert np.all((wn.clipped_frac >= 0) & (wn.clipped_frac <= 1))
-    bn = critic_probe(_setup(base_setup, critic_norm="batch"), updates=60, every=20)
+    # plain Adam: without weight norm, CSIL++'s AdamW decay would shrink the kernels too (critic_optimiser)
+    bn = critic_probe(_setup(base_setup, agent={"critic_weight_decay": 0.0}, critic_norm="batch"), updates=60,
+                      every=20)
     assert bn.finite.all()
     assert np.all(np.diff(bn.hidden_norm) > 0), bn.hidden_norm  # scale-invariant kernels only grow
     assert not np.allclose(bn.hidden_norm, np.sqrt(2 * (16 + 16)), rtol=1e-3)  # nothing holds it on the sphere
