@@ -24,7 +24,8 @@ next to a squared Bellman error (Q's units squared) its weight means one thing, 
 another, and on a support hundreds of units wide it dominates: on the toy task (seed 0, 1,000 updates after
 1,000 warm-up steps, this preset otherwise) the actor's KL to BC stayed at 0.005 with the penalty (0.010 with
 it and no decay) and reached 0.88 without it (0.38 with the penalty on the old [-60, 0] support, whose clipping
-kept Q's gradients small), i.e. the penalty flattened Q in the action and the actor never left the BC policy.
+kept Q's gradients small): the actor never left the BC policy, presumably because the penalty held Q's action
+gradient below the KL term's pull (that gradient was not measured).
 
 Critic weight decay 0.3 (AdamW on the batch-norm scales and biases and the output bias, which the weight-norm
 projection leaves free; `agents.core.critic_optimiser`). Without it the 20k-update soak
