@@ -12,10 +12,12 @@ Two sets, each the preview preset with only the fields set in `config` changed, 
   500, as chapter 7's preview), `LIFT_EVAL_EPISODES` evaluation episodes every 1,000 (chapter 7's 5 are 20
   points each), from 10 scripted demos written to a robomimic HDF5 file as chapter 7 builds them.
 
-Stored now: the toy csil and csilpp runs with `--toy-steps 10000` (after a fix of the CSIL++ preset: a support
-from the data, no action-gradient penalty, decay of the free critic params; see `configs/csilpp.py`), the toy
-xqc_od, sacfd and bc runs at the default `TOY_STEPS`, and the Lift runs as below (csilpp re-run after that fix).
-On 2 cores shared by 2 workers and a soak: toy csil 4-6 min per 10,000 steps, toy csilpp 17-18 min.
+Stored now: the toy csil and csilpp runs with `--toy-steps 30000` (`--only toy --toy-algos csilpp csil`; the
+CSIL++ preset as fixed in `configs/csilpp.py`: a support from the data, no action-gradient penalty, decay of
+the free critic params), the toy xqc_od, sacfd and bc runs at the default `TOY_STEPS`, and the Lift runs as
+below (csilpp re-run after that fix). Runs are deterministic on one machine: the 30,000-step runs repeat the
+earlier 10,000-step ones evaluation for evaluation over their first 10,000 steps. With `--workers 2` on 2
+otherwise idle cores: toy csil 7.5 min per 30,000 steps, toy csilpp 30-35 min (the whole set 75 min).
 
 The first budgets were sized for about 75 minutes with `--workers 2` under `nice -n 5` on a 2-core machine shared
 with other jobs (load average 9-17). Measured there per run: bc 1-2 min, csil 3-8, sacfd 3.5-7, xqc_od
@@ -58,16 +60,19 @@ LIFT_EVAL_EPISODES = 20
 COST_ORDER = ("csilpp", "xqc_od", "csil", "sacfd", "bc")  # job order within a seed: the costliest first
 
 
-def config(setting: str, algo: str, seed: int, demos_path: str | None = None, toy_steps: int = TOY_STEPS):
-    """The preview preset of `algo` for `setting` ('toy' or 'lift') with this script's fields."""
+def config(setting: str, algo: str, seed: int, demos_path: str | None = None, env_steps: int | None = None):
+    """The preview preset of `algo` for `setting` ('toy' or 'lift') with this script's fields.
+
+    `env_steps` defaults to the setting's budget (`TOY_STEPS` or `LIFT_STEPS`).
+    """
     from csil_lite.config import preset
 
     if setting == "toy":
-        fields = dict(task=TOY_TASK, num_demos=TOY_DEMOS, env_steps=toy_steps, eval_every=1_000)
+        fields = dict(task=TOY_TASK, num_demos=TOY_DEMOS, env_steps=env_steps or TOY_STEPS, eval_every=1_000)
     elif setting == "lift":
         if demos_path is None:
             raise ValueError("config('lift', ...): demos_path (the scripted Lift demos file) is required")
-        fields = dict(task="lift", demos_path=demos_path, num_demos=LIFT_DEMOS, env_steps=LIFT_STEPS,
+        fields = dict(task="lift", demos_path=demos_path, num_demos=LIFT_DEMOS, env_steps=env_steps or LIFT_STEPS,
                       learning_starts=500, eval_every=1_000, eval_episodes=LIFT_EVAL_EPISODES)
     else:
         raise ValueError(f"unknown setting {setting!r}; expected 'toy' or 'lift'")
@@ -80,12 +85,12 @@ def run(job: tuple[str, str, int, str, str | None, int]) -> str:
     """Train one run in a scratch folder, keep its three files, then copy it to `out/setting/algo_seed`."""
     from csil_lite.loop import train
 
-    setting, algo, seed, out, demos_path, toy_steps = job
+    setting, algo, seed, out, demos_path, env_steps = job
     name = f"{algo}_{seed}"
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ch06_run_") as scratch:
         run_dir = Path(scratch) / name
-        summary = train(config(setting, algo, seed, demos_path, toy_steps), run_dir, progress=False, resume=False)
+        summary = train(config(setting, algo, seed, demos_path, env_steps), run_dir, progress=False, resume=False)
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
         if demos_path is not None:  # keep the file's name, not where this machine wrote it
             cfg = json.loads((run_dir / "config.json").read_text())
@@ -188,7 +193,7 @@ def main() -> None:
                             for s in args.seeds for a in sorted(args.toy_algos, key=COST_ORDER.index)]
             if "lift" in args.only:
                 demos_path = write_lift_demos(Path(tmp))
-                futures += [pool.submit(run, ("lift", a, s, str(out), demos_path, TOY_STEPS))
+                futures += [pool.submit(run, ("lift", a, s, str(out), demos_path, LIFT_STEPS))
                             for s in args.seeds for a in sorted(args.lift_algos, key=COST_ORDER.index)]
             for fut in as_completed(futures):
                 print(fut.result(), flush=True)
