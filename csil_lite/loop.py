@@ -140,16 +140,17 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     critic = make_critic(nets.critic_hidden, nets.critic_norm, "scalar", nets.critic_ensemble)
     agent = make_agent(agent_cfg, policy, critic, demos.act_dim)
     r = None
-    demo_arrays = jax.tree.map(jnp.asarray, demos)
     if cfg.critic_pretrain_steps > 0 or nets.critic_head == "categorical":
         # The demonstrations' rewards under the agent's reward source (the BC policy's coherent reward, or the
         # rewards stored with the demonstrations).
+        demo_arrays = jax.tree.map(jnp.asarray, demos)
         r = np.asarray(agent.reward.of_batch(bc_params, demo_arrays))
     if nets.critic_head == "categorical":
         # Atoms by quantiles of the demonstrations' discounted returns under that reward (heads.quantile_support).
         v_min = nets.critic_v_min
         if v_min == "floor":  # the reward source's lowest value from the demonstrations
-            v_min = agent.reward.value_floor(bc_params, demo_arrays, agent_cfg.gamma, jax.random.PRNGKey(cfg.seed + 3))
+            v_min = agent.reward.value_floor(bc_params, demo_arrays, r, agent_cfg.gamma,
+                                             jax.random.PRNGKey(cfg.seed + 3))
             if not v_min < nets.critic_v_max:
                 raise UserError(f"critic_v_min='floor' gave {v_min:.3g}, not below critic_v_max = "
                                 f"{nets.critic_v_max}: set critic_v_min to a number")

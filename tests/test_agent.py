@@ -441,13 +441,13 @@ def test_value_floor_lies_below_every_return_and_bounds_the_support():
                  nets=dict(policy_hidden=(16,), features=16, critic_hidden=(8,), critic_atoms=11))
     setup = prepare(cfg, progress=False)
     demos, gamma = jax.tree.map(jnp.asarray, setup.demos), cfg.agent.gamma
-    floor = setup.agent.reward.value_floor(setup.state.prior, demos, gamma, jax.random.PRNGKey(0))
     r = np.asarray(setup.agent.reward.of_batch(setup.state.prior, demos))
+    floor = setup.agent.reward.value_floor(setup.state.prior, demos, r, gamma, jax.random.PRNGKey(0))
     assert floor <= min(r.min(), 0.0) / (1 - gamma) + 1e-4
     assert floor <= discounted_returns(r, setup.demos.last, gamma).min()
     assert setup.agent.head.atoms[0] == pytest.approx(
-        setup.agent.reward.value_floor(setup.state.prior, demos, gamma, jax.random.PRNGKey(cfg.seed + 3)))
-    assert SparseReward().value_floor({}, demos, 0.99, jax.random.PRNGKey(0)) == pytest.approx(-100.0)
+        setup.agent.reward.value_floor(setup.state.prior, demos, r, gamma, jax.random.PRNGKey(cfg.seed + 3)))
+    assert SparseReward().value_floor({}, demos, r, 0.99, jax.random.PRNGKey(0)) == pytest.approx(-100.0)
     with pytest.raises(ValueError, match="critic_v_min"):
         preset("preview", algo="csilpp", nets=dict(critic_v_min="lowest"))
 

@@ -129,9 +129,11 @@ class CoherentReward(NamedTuple):
     def value_ceiling(self, gamma: float) -> float:
         return value_clip(self.policy.min_std, gamma, variant=self.variant, scale=self.scale)
 
-    def value_floor(self, params, demos: Transitions, gamma: float, key: jax.Array) -> float:
-        """The lowest return the critic's support should hold: the lowest reward of the demonstrations and of one
-        action of the BC policy (`params`) at each of their states, over an infinite horizon, r_min / (1 - gamma).
+    def value_floor(self, params, demos: Transitions, demo_rewards: jax.Array, gamma: float,
+                    key: jax.Array) -> float:
+        """The lowest return the critic's support should hold: the lowest reward of the demonstrations
+        (`demo_rewards`, this reward on `demos`) and of one action of the BC policy (`params`) at each of their
+        states, over an infinite horizon, r_min / (1 - gamma).
 
         Online the agent acts with that policy, whose samples score below the demonstrations (rewards of -2 to
         -6 per step on the toy task, with episodes that time out), so the demonstrations' own returns
@@ -140,7 +142,7 @@ class CoherentReward(NamedTuple):
         """
         mean, std = self.policy.apply(params, demos.obs)
         own = tanh_normal(mean, std).sample(seed=key)
-        low = jnp.minimum(jnp.min(self(params, demos.obs, demos.action)), jnp.min(self(params, demos.obs, own)))
+        low = jnp.minimum(jnp.min(demo_rewards), jnp.min(self(params, demos.obs, own)))
         return float(jnp.minimum(low, 0.0)) / (1.0 - gamma)
 
     def refinement_loss(self, params, batch: Transitions) -> jax.Array:
@@ -174,9 +176,9 @@ def _no_ceiling(self, gamma: float) -> float:
     return math.inf
 
 
-def _fixed_floor(self, params, demos: Transitions, gamma: float, key: jax.Array) -> float:
+def _fixed_floor(self, params, demos: Transitions, demo_rewards: jax.Array, gamma: float, key: jax.Array) -> float:
     """A fixed reward's lowest return over an infinite horizon: min(0, lowest reward of the demos) / (1 - gamma)."""
-    return float(jnp.minimum(jnp.min(self.of_batch(params, demos)), 0.0)) / (1.0 - gamma)
+    return float(jnp.minimum(jnp.min(demo_rewards), 0.0)) / (1.0 - gamma)
 
 
 def _fixed_reward(self, state: TrainState, batch: Transitions) -> tuple[jax.Array, TrainState, dict]:
@@ -211,7 +213,8 @@ class SparseReward(NamedTuple):
     def of_batch(self, params, batch: Transitions) -> jax.Array:
         return batch.terminal.astype(jnp.float32) - 1.0
 
-    def value_floor(self, params, demos: Transitions, gamma: float, key: jax.Array) -> float:
+    def value_floor(self, params, demos: Transitions, demo_rewards: jax.Array, gamma: float,
+                    key: jax.Array) -> float:
         """-1 on every step forever: -1 / (1 - gamma), exactly (whatever the demonstrations)."""
         return -1.0 / (1.0 - gamma)
 
