@@ -23,10 +23,16 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The main job: build the whole book, executing every chapter (preview unless CSIL_PREVIEW=0).
+## It builds every page it can, then exits non-zero, naming chapter, cell and error, if any chapter raised.
+## BOOK_ROOT: the book to build (the repository root; tests point it at a scratch copy).
+BOOK_ROOT ?= .
 book: $(STAMP)
 	$(BIN)/python -m csil_lite.sphinx_mathjax
-	CSIL_PREVIEW=$(PREVIEW) $(BIN)/jupyter-book build . --keep-going
-	@echo "Book HTML: $(CURDIR)/_build/html/index.html"
+	rm -rf $(BOOK_ROOT)/_build/html/reports
+	CSIL_PREVIEW=$(PREVIEW) $(BIN)/jupyter-book build $(BOOK_ROOT) --keep-going; status=$$?; \
+	  $(BIN)/python scripts/check_book_build.py $(BOOK_ROOT) || exit 1; \
+	  [ $$status -eq 0 ] || { echo "jupyter-book build failed (exit $$status)" >&2; exit $$status; }
+	@echo "Book HTML: $(abspath $(BOOK_ROOT))/_build/html/index.html"
 
 ## Scratch copy of the book with chapters converted to .ipynb (never inside book/). csil_lite comes along
 ## because the chapters show library code with `{literalinclude} ../csil_lite/...` (the kernels import the
