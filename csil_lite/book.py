@@ -16,23 +16,59 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 
-def banner(preview: bool, what: str = "") -> None:
-    """Print a banner so preview figures are never mistaken for full-budget results.
+class Banner(NamedTuple):
+    """The preview/full banner: a small admonition in the HTML book and in Jupyter, plain lines elsewhere."""
 
-    Full mode (CSIL_PREVIEW=0) is the reference CSIL code's scale: its network sizes and budgets (25k BC and
-    5k SARSA steps, 250k environment steps for a CSIL run unless the chapter sets another), not the paper's
-    own experiment protocol.
+    title: str
+    lines: tuple[str, ...]
+
+    def text(self) -> str:
+        return "\n".join((self.title, *self.lines))
+
+    def __repr__(self) -> str:  # what a plain-text front end (and nbmake's text/plain) shows
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        body = "".join(f"<p>{html.escape(line)}</p>" for line in self.lines)
+        kind = "note" if self.title.startswith("PREVIEW") else "important"
+        return (f'<div class="admonition {kind} csil-banner"><p class="admonition-title">{html.escape(self.title)}'
+                f"</p>{body}</div>")
+
+
+def banner_of(preview: bool, what: str = "") -> Banner:
+    """The banner's content: what the preview reduces, and what full mode (CSIL_PREVIEW=0) runs instead.
+
+    Full mode is the reference CSIL code's scale: its network sizes and budgets (25k BC and 5k SARSA steps, 250k
+    environment steps for a CSIL run unless the chapter sets another), not the paper's own experiment protocol.
     """
     if preview:
-        extra = f" {what}" if what else ""
-        print("PREVIEW MODE (CSIL_PREVIEW=1): small CPU budget, illustrative curves.")
-        if extra:
-            print(f"Reduced here:{extra}")
-        print("CSIL_PREVIEW=0 runs the full mode: the reference CSIL code's network sizes and budgets "
-              "(a CSIL run: 25k BC steps, 250k env steps; GPU recommended).")
-    else:
-        print("FULL MODE (CSIL_PREVIEW=0): the reference CSIL code's network sizes and budgets "
-              "wherever this chapter trains networks.")
+        lines = [f"Reduced here: {what}"] if what else []
+        lines.append("CSIL_PREVIEW=0 runs the full mode: the reference CSIL code's network sizes and budgets "
+                     "(a CSIL run: 25k BC steps, 250k env steps; GPU recommended).")
+        return Banner("PREVIEW MODE (CSIL_PREVIEW=1): small CPU budget, illustrative curves.", tuple(lines))
+    return Banner("FULL MODE (CSIL_PREVIEW=0): the reference CSIL code's network sizes and budgets wherever this "
+                  "chapter trains networks.", ())
+
+
+def banner(preview: bool, what: str = "") -> None:
+    """Show the banner so preview figures are never mistaken for full-budget results.
+
+    In a notebook (Jupyter, the HTML book) it is displayed as an admonition; a chapter puts it right under its
+    title in a cell whose input is hidden. Without IPython it prints the same lines.
+    """
+    b = banner_of(preview, what)
+    shell = None
+    ipython = sys.modules.get("IPython")
+    if ipython is not None:
+        shell = ipython.get_ipython()
+    if shell is None:
+        print(b.text())
+        return
+    from IPython.display import display
+
+    display(b)
 
 
 def artefacts_dir() -> Path:

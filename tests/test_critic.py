@@ -166,3 +166,37 @@ def test_ensemble_batch_norm_modes_are_honoured():
     _, up = ens.apply(v, obs, act, False, mutable=["batch_stats"])
     for a, b in zip(jax.tree.leaves(up["batch_stats"]), jax.tree.leaves(v["batch_stats"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sarsa_fit_against_known_returns():
+    """sarsa_fit compares Q with the discounted returns: a critic that outputs the return exactly has error 0 and
+    correlation 1; one that outputs half of it has relative error 0.5; time-out ends are left out."""
+    import flax.linen as nn
+    import numpy as np
+
+    from csil_lite.data.transitions import Transitions
+    from csil_lite.nets.critic import ScalarHead
+    from csil_lite.nets.heads import discounted_returns
+    from csil_lite.pretrain.critic import sarsa_fit
+
+    class ReadsObs(nn.Module):  # Q(s, a) = scale * s[0]
+        scale: float = 1.0
+
+        @nn.compact
+        def __call__(self, obs, action):
+            return self.scale * obs[..., 0]
+
+    rng = np.random.default_rng(0)
+    r = -rng.uniform(0.1, 2.0, size=12).astype(np.float32)
+    last = np.zeros(12, np.float32); last[[4, 11]] = 1
+    terminal = np.zeros(12, np.float32); terminal[4] = 1  # episode 2 (rows 5-11) ends by a time limit
+    g = discounted_returns(r, last, 0.9)
+    obs = np.stack([g, np.zeros(12)], 1).astype(np.float32)
+    act = np.zeros((12, 2), np.float32)
+    demos = Transitions(obs, act, r, obs, act, terminal, last)
+    fit = sarsa_fit(ReadsObs(), ScalarHead(), {}, demos, r, 0.9)
+    assert fit.rel_error < 1e-6 and abs(fit.corr - 1) < 1e-6
+    keep = np.r_[0:11]  # every row but the time-out end
+    assert abs(fit.return_mean - g[keep].mean()) < 1e-5
+    half = sarsa_fit(ReadsObs(scale=0.5), ScalarHead(), {}, demos, r, 0.9)
+    assert abs(half.rel_error - 0.5) < 1e-5 and abs(half.corr - 1) < 1e-6

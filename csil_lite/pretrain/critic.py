@@ -20,6 +20,7 @@ from csil_lite.agents.losses import action_grad_penalty
 from csil_lite.agents.state import TrainState
 from csil_lite.data.transitions import Transitions
 from csil_lite.nets.critic import ScalarHead, joint_forward
+from csil_lite.nets.heads import discounted_returns
 from csil_lite.pretrain.bc import scan_in_chunks
 
 
@@ -138,3 +139,28 @@ def pretrain_critic(
     state, losses = scan_in_chunks(step, state, jax.random.PRNGKey(seed), steps, chunk=chunk, desc="critic SARSA",
                                    progress=progress)
     return CriticPretrainResult(state.variables, state.target_variables, losses)
+
+
+class SarsaFit(NamedTuple):
+    """How well a pretrained critic evaluates the demonstrator: its values against the Monte-Carlo returns."""
+
+    q_mean: float  # mean Q(s, a_E) over the SARSA rows (ensemble minimum)
+    return_mean: float  # mean discounted return from those rows to their episode's end, under the same reward
+    rel_error: float  # |q_mean - return_mean| / mean |return|
+    corr: float  # correlation of Q and the return across the rows
+
+
+def sarsa_fit(critic: nn.Module, head, variables, demos: Transitions, demo_rewards: np.ndarray,
+              gamma: float) -> SarsaFit:
+    """Compare Q(s, a_E) with the discounted returns of the demonstrations under the rewards SARSA was given.
+
+    SARSA (eq-ch5-sarsa) evaluates the demonstrator, so once it has converged its Q at each demonstrated
+    (s, a) is that transition's discounted return. Only the rows SARSA trains on (`sarsa_rows`: episodes that
+    end in a terminal state or continue) are compared: a time-limit end has a value beyond its last reward.
+    """
+    rows = sarsa_rows(demos)
+    returns = discounted_returns(np.asarray(demo_rewards, np.float64), demos.last, gamma)[rows]
+    q = np.asarray(head.value(critic.apply(variables, jnp.asarray(demos.obs[rows]), jnp.asarray(demos.action[rows]))))
+    q = q.min(axis=0) if q.ndim == 2 else q
+    rel = abs(float(q.mean()) - float(returns.mean())) / max(float(np.abs(returns).mean()), 1e-8)
+    return SarsaFit(float(q.mean()), float(returns.mean()), rel, float(np.corrcoef(q, returns)[0, 1]))
