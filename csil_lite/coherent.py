@@ -83,9 +83,13 @@ def refinement_loss(r_demo: jax.Array, r_online: jax.Array, kl_weight: float = 1
     """Reward refinement, eq-ch5-refine (eq-ch4-refine): raise the reward on demonstrations, pull it to zero on the
     policy's own samples.
 
-    -E_demo[x] + E_online[exp(-max(x, -5)) - 1 + x]; the second term is the non-negative KL estimator
-    x - 1 + e^{-x}, minimised at x = 0. It is a KL estimate only when x is the log-ratio itself, so pass
-    `refinement_log_ratio` (not a shifted or rescaled reward). The clip only guards the exponential.
+    -E_demo[x] + E_online[exp(-max(x, -5)) - 1 + x]. The second term has the form of the non-negative KL
+    estimator f(x) = x - 1 + e^{-x}, minimised at x = 0, but here it is no KL estimate (chapter 5, §5.4): x is the
+    log-ratio divided by the action dimension, the online actions come from past policies rather than from q,
+    and with the latent density the prior is not normalisable. What it does: pull the online samples' x towards 0
+    from both sides while raising x on the demonstrations. Pass `refinement_log_ratio`, never a shifted reward
+    (at x ~ -12 every sample sits in the linear branch and the reward drifts down). The clip only guards the
+    exponential (below -5 its gradient is +1, as in the reference).
     """
     kl_term = jnp.exp(-jnp.maximum(r_online, -5.0)) - 1.0 + r_online
     return -jnp.mean(r_demo) + kl_weight * jnp.mean(kl_term)
@@ -134,7 +138,7 @@ def refinement_log_ratio(policy, params, obs: jax.Array, actions: jax.Array, *,
                          density: Density = "action") -> jax.Array:
     """x_psi of eq-ch5-refine: the unshifted, unscaled per-dimension log-ratio that `refinement_loss` takes.
 
-    Whatever variant, scale and shift the critic's reward uses, refinement sees this: the estimator x - 1 + e^{-x}
+    Whatever variant, scale and shift the critic's reward uses, refinement sees this: f(x) = x - 1 + e^{-x}
     at the 'neg' variant's shifted reward (~ -12 per step) would put every online sample in the clipped, linear
     branch and push the online rewards down without bound (a drifting reward that drags Q down with it).
     """

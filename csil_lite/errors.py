@@ -93,8 +93,10 @@ def check_input_file(flag: str, path: str | os.PathLike) -> Path:
 def check_output_path(flag: str, path: str | os.PathLike, *, directory: bool = False) -> Path:
     """`path` can be written: a file (with `directory`, a directory) whose parent exists (can be created).
 
-    Checked before a command does any work, so a long generation does not end in a failed write. Nothing is
-    created here.
+    Checked before a command does any work, so a long generation does not end in a failed write. Permission
+    bits are not enough (root passes `os.access` everywhere, and a directory such as /proc takes no new files):
+    the check opens an existing file for appending without writing, or creates and removes a probe file in the
+    directory that would hold a new one. Nothing is left behind.
     """
     p = Path(path)
     kind = "directory" if directory else "file"
@@ -104,6 +106,14 @@ def check_output_path(flag: str, path: str | os.PathLike, *, directory: bool = F
     if p.exists():
         if not os.access(p, os.W_OK):
             raise UserError(f"{flag} {str(path)!r}: not writable (permission denied)")
+        if not directory:
+            try:
+                with open(p, "ab"):
+                    pass
+            except OSError as exc:
+                raise UserError(f"{flag} {str(path)!r}: cannot be written ({exc.strerror or exc})") from None
+        elif not _can_create_in(p):
+            raise UserError(f"{flag} {str(path)!r}: cannot create files in this directory")
         return p
     # The nearest existing ancestor must be a writable directory (a run directory's parents are created).
     ancestor = p.absolute().parent
@@ -113,6 +123,17 @@ def check_output_path(flag: str, path: str | os.PathLike, *, directory: bool = F
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UserError(f"{flag} {str(path)!r}: {str(ancestor)!r} is a file, not a directory")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {str(path)!r}: cannot create it in {str(ancestor)!r} (permission denied)")
+    if not os.access(ancestor, os.W_OK | os.X_OK) or not _can_create_in(ancestor):
+        raise UserError(f"{flag} {str(path)!r}: cannot create it in {str(ancestor)!r} (not writable)")
     return p
+
+
+def _can_create_in(directory: Path) -> bool:
+    """Whether a new file can really be created in `directory` (a probe file, removed at once)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".csil-write-probe-"):
+            return True
+    except OSError:
+        return False

@@ -51,7 +51,12 @@ def load_demos(cfg: RunConfig) -> Transitions:
         from csil_lite.data.robomimic import load_transitions
         from csil_lite.envs.robosuite import STATE_KEYS
 
-        return load_transitions(cfg.demos_path, STATE_KEYS, max_episodes=cfg.num_demos)
+        demos = load_transitions(cfg.demos_path, STATE_KEYS, max_episodes=cfg.num_demos)
+        held = int(demos.last.sum())
+        if held < cfg.num_demos:  # never train on fewer demonstrations than asked without a word
+            raise UserError(f"{cfg.demos_path}: holds {held} demos, but num_demos (--num-demos) asks for "
+                            f"{cfg.num_demos}; pass --num-demos {held} or a larger file")
+        return demos
     if cfg.task in TOY_TASKS:
         from csil_lite.envs.toy import collect_demos
 

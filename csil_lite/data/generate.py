@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -159,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="add image observations to a file with `states`")
     r.add_argument("input")
     r.add_argument("--out", required=True)
+    r.add_argument("--in-place", action="store_true",
+                   help="allow --out to be the input file (it is rewritten with the images added)")
     r.add_argument("--image-size", type=int_at_least(1), default=84)
     r.add_argument("--cameras", nargs="+", default=list(CAMERAS))
     r.add_argument("--quiet", action="store_true")
@@ -174,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_input_file("input file", args.input)
     if args.cmd in ("generate", "render"):
         check_output_path("--out", args.out)
+    if args.cmd == "render" and Path(args.out).exists() and Path(args.out).samefile(args.input):
+        if not args.in_place:
+            raise UserError(f"--out {args.out!r} is the input file: render writes a new file; pass --in-place to "
+                            "rewrite the input with the images added")
     if args.cmd == "generate":
         return _generate(args)
     if args.cmd == "render":
