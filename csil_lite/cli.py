@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 
+from csil_lite.base.cli import register as register_base_commands
 from csil_lite.errors import UserError, one_line
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("csil_lite.plotting", "plot the metrics of one or more run directories"),
     "demos": ("csil_lite.data.generate", "generate or inspect demonstration datasets (robomimic HDF5)"),
 }
+register_base_commands(COMMANDS)  # serve, lbm, evaluate, demos export-lerobot ("module:function" entries)
 USER_ERROR_STATUS = 2
 
 
@@ -38,8 +40,9 @@ def run(name: str, argv: list[str]) -> int:
     if name not in COMMANDS:
         choices = ", ".join(COMMANDS)
         raise UserError(f"unknown command {name!r}; choose from {choices} (see `csil-lite --help`)")
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(argv) or 0)
+    module_name, _, function = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, function or "main")(argv) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
