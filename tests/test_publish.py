@@ -58,7 +58,9 @@ def test_build_job_runs_the_readme_build_command_and_uploads_the_html(workflow):
     assert any(u.startswith("actions/checkout@") for u in uses)
     upload = next(s for s in steps(build) if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
     # where `make book` writes the HTML: jupyter-book's default under the book root (the repository root)
-    assert "jupyter-book build ." in (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "BOOK_ROOT ?= ." in makefile and "jupyter-book build $(BOOK_ROOT)" in makefile
+    assert "scripts/check_book_build.py $(BOOK_ROOT)" in makefile  # a chapter that raised fails the job
     assert upload["with"]["path"] == "_build/html"
     # the build order: checkout first, upload after the build
     order = [s.get("run", s.get("uses")).strip() for s in steps(build)]
@@ -169,3 +171,20 @@ def test_colab_setup_cell_is_added_once():
     twice = colab_notebook(colab_notebook(nb, "https://github.com/o/r", "a"), "https://github.com/o/r", "b")
     assert len(twice.cells) == 2 and "b" in twice.cells[0].source and twice.cells[1].source == "x = 1"
     assert len(nb.cells) == 1  # the input is not modified
+
+
+def test_binder_opens_chapters_as_notebooks(tmp_path):
+    """Binder's postBuild makes jupytext's notebook view the default for .md (and MyST) files, so a launch button
+    opens the chapter as a notebook, not in the text editor."""
+    import json
+    import os
+    import subprocess
+
+    post = ROOT / "binder" / "postBuild"
+    assert post.is_file() and os.access(post, os.X_OK), "binder/postBuild missing or not executable"
+    subprocess.run(["bash", str(post)], check=True, env={**os.environ, "HOME": str(tmp_path)})
+    cfg = json.loads((tmp_path / ".jupyter" / "labconfig" / "default_setting_overrides.json").read_text())
+    viewers = cfg["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]
+    assert viewers == {"markdown": "Jupytext Notebook", "myst": "Jupytext Notebook"}
+    assert "jupytext" in (ROOT / "pyproject.toml").read_text()  # the viewer comes with the book extra
+    assert ".[book" in (ROOT / "binder" / "requirements.txt").read_text()
