@@ -98,3 +98,43 @@ def test_our_client_against_an_openpi_msgpack_server():
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         t.join(5)
+
+
+def test_openpi_client_against_the_csil_lite_serve_command(tmp_path):
+    """The real command line: `csil-lite serve --checkpoint DIR` in its own process, queried by openpi's client
+    and broker with a LIBERO-style request (two images, float64 state, prompt) plus the stand-in's key."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from csil_lite.base import standin as si
+
+    cfg = si.StandInConfig(obs_dim=6, action_dim=2, hidden=32, embed_dim=16, layers=1)
+    si.save_standin(tmp_path / "ck", si.StandInPolicy(cfg, si.init_params(cfg), np.zeros(6), np.ones(6)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "csil_lite.cli", "serve", "--checkpoint", str(tmp_path / "ck"),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    try:
+        client = RemoteBasePolicy("127.0.0.1", port, wait=60)  # ours waits while the server starts up
+        client.close()
+        policy = websocket_client_policy.WebsocketClientPolicy(host="127.0.0.1", port=port)
+        assert policy.get_server_metadata()["model"] == si.MODEL_NAME
+        broker = action_chunk_broker.ActionChunkBroker(policy, action_horizon=10)
+        rng = np.random.default_rng(0)
+        obs = {LOWDIM_KEY: rng.standard_normal(6), "prompt": "reach the goal",
+               "observation/image": np.zeros((224, 224, 3), np.uint8),
+               "observation/wrist_image": np.zeros((224, 224, 3), np.uint8), "observation/state": np.zeros(8)}
+        chunk = policy.infer(obs)["actions"]
+        assert chunk.shape == (10, 2) and chunk.dtype == np.float32 and np.all(np.abs(chunk) <= 1)
+        rows = [broker.infer(obs)["actions"] for _ in range(12)]
+        assert all(r.shape == (2,) for r in rows)
+        assert not np.array_equal(rows[0], rows[10])  # a fresh chunk (new noise) on call 11
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0].decode()
+    assert f"ws://127.0.0.1:{port}" in out and time.time() > 0

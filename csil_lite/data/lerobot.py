@@ -245,6 +245,16 @@ def export_lerobot(source: str | Path, out: str | Path, *, fps: int = 20, prompt
             "state_dim": int(state0.shape[1]), "action_dim": act_dim,
             "norm_stats": "meta/norm_stats.json (pi0.5: quantile normalisation, q01 -> -1, q99 -> +1)",
             "source": Path(source).name,
+            # On the GPU box, in an openpi checkout (uv project). CONFIG is a TrainConfig you add to openpi's
+            # training/config.py: Pi0Config(pi05=True, action_horizon=10, discrete_state_input=False), a LeRobot
+            # data config with the repack above (like LeRobotLiberoDataConfig), weights from pi05_base.
+            "commands": [
+                f"ln -s $PWD/{out.name} $HF_LEROBOT_HOME/{repo_id or out.name}  # default ~/.cache/huggingface/lerobot",
+                "uv run scripts/compute_norm_stats.py --config-name CONFIG",
+                "XLA_PYTHON_CLIENT_MEM_FRACTION=0.9 uv run scripts/train.py CONFIG --exp-name=EXP --overwrite",
+                "uv run scripts/serve_policy.py policy:checkpoint --policy.config=CONFIG "
+                "--policy.dir=checkpoints/CONFIG/EXP/STEP",
+            ],
         }
         (tmp / "meta" / "openpi_config.json").write_text(json.dumps(openpi, indent=1) + "\n")
         if out.exists():
