@@ -10,7 +10,7 @@ PREVIEW ?= $(if $(CSIL_PREVIEW),$(CSIL_PREVIEW),1)
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install book test unit notebooks book-check clean
+.PHONY: install book test unit notebooks book-check page-check float-paths clean
 
 $(STAMP): pyproject.toml
 	bash scripts/system-deps.sh
@@ -58,6 +58,18 @@ book-check: $(STAMP)
 	sed -i 's/execute_notebooks: .*/execute_notebooks: "off"/' $(SCRATCH)/_config.yml
 	$(BIN)/jupyter-book build $(SCRATCH) -W -n --keep-going
 	@echo "Checked book HTML: $(CURDIR)/$(SCRATCH)/_build/html/index.html"
+
+## Look at the checked book as a reader does: every chapter page in headless Chromium at 1280 px, screenshots in
+## $(SCRATCH)/_build/shots; fails on a traceback, a blank glued number, an equation or output wider than its column.
+page-check: $(STAMP)
+	$(BIN)/python scripts/check_pages.py $(SCRATCH)/_build/html --book $(SCRATCH)/book --shots $(SCRATCH)/_build/shots
+
+## Every chapter in preview under the default and a second XLA CPU float path (SSE4_2; AVX2 too on an AVX-512
+## machine), asserted and glued figures side by side, peak kernel memory per chapter. FLOAT_PATHS_ARGS: e.g.
+## `--reuse default=$(SCRATCH)/book` after `make test` (the default path's chapters are not run again).
+FLOAT_PATHS_ARGS ?=
+float-paths: $(STAMP)
+	$(BIN)/python scripts/float_paths.py --paths default SSE4_2 AVX2 --out _build/float-paths.json $(FLOAT_PATHS_ARGS)
 
 clean:
 	rm -rf _build $(SCRATCH)

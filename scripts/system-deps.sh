@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Debian libraries for headless MuJoCo rendering (EGL / OSMesa). Installs them when we are root and they are
-# missing; otherwise says what to install. Never fails the build: rendering chapters check for themselves.
+# Debian libraries for headless MuJoCo rendering (EGL / OSMesa) and Chromium for the page check. Installs them
+# when we are root and they are missing; otherwise says what to install. Never fails the build: rendering chapters
+# and the page check check for themselves.
 set -u
-pkgs="libosmesa6 libegl1 libgl1 libegl-mesa0 libgles2 libglx-mesa0"
+# chromium: scripts/check_pages.py (make page-check) looks at the built pages in it.
+pkgs="libosmesa6 libegl1 libgl1 libegl-mesa0 libgles2 libglx-mesa0 chromium"
 missing=""
 for p in $pkgs; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
