@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def main() -> None:
         for steps in budgets:
             info = train_and_save(task, out / f"{task}_{steps}", steps=steps, num_demos=num_demos, seed=args.seed,
                                   eval_episodes=eval_episodes, progress=not args.quiet, episodes=episodes)
+            # training seconds depend on what else ran: record the machine and its load next to them
+            info.update(cpus=os.cpu_count(), load_average_1min=round(os.getloadavg()[0], 2))
             summary[f"{task}_{steps}"] = info
             print(f"{task} {steps} steps: success {info['success_rate']:.2f} over {eval_episodes} episodes, "
                   f"trained in {info['train_seconds']} s (final loss {info['final_loss']:.4f})", flush=True)

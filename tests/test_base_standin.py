@@ -126,3 +126,23 @@ def test_served_standin_ignores_images_and_prompt(trained):
     assert a.shape == (10, 2) and np.allclose(a.mean(0), C, atol=0.1)
     with pytest.raises(ObservationError, match="misses required key"):
         pol.infer({"prompt": "x"})
+
+
+def test_stored_standins_load_and_match_their_summary():
+    """book/_artefacts/base (made by scripts/make_standin.py): each loads, is small, and records what the
+    summary says (success rate of the base alone, training budget)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "book" / "_artefacts" / "base"
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary, "no stored stand-ins"
+    for name, facts in summary.items():
+        d = root / name
+        assert sum(f.stat().st_size for f in d.iterdir()) < 2 * 2**20, name
+        meta = json.loads((d / "standin.json").read_text())
+        assert meta["task"] == facts["task"] and meta["info"]["train_steps"] == facts["train_steps"]
+        assert meta["info"]["success_rate"] == facts["success_rate"]
+    pol = si.load_standin(root / next(iter(summary)))
+    assert pol.metadata["action_horizon"] == 10 and pol.sample(np.zeros((1, pol.cfg.obs_dim))).shape[1:] == (
+        10, pol.cfg.action_dim)

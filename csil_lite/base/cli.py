@@ -119,7 +119,8 @@ def train_and_save(task: str, out: str | Path, *, steps: int, num_demos: int, se
     from csil_lite.base.env import evaluate_base
 
     t0 = time.perf_counter()
-    if episodes is None:
+    generated = episodes is None
+    if generated:
         episodes = demo_episodes(task, num_demos, seed, demos, progress)
     episodes = list(episodes)[:num_demos]
     demo_s = time.perf_counter() - t0
@@ -129,7 +130,9 @@ def train_and_save(task: str, out: str | Path, *, steps: int, num_demos: int, se
     info = {"task": task, "num_demos": num_demos, "demo_steps": int(obs.shape[0]), "train_steps": steps,
             "batch_size": batch_size, "seed": seed, "train_seconds": round(res.seconds, 1),
             "final_loss": float(res.losses[-1]), "params": si.num_params(res.params),
-            "demos": Path(demos).name if demos else "generated", "demo_seconds": round(demo_s, 1)}
+            "demos": Path(demos).name if demos else "generated"}
+    if generated:
+        info["demo_seconds"] = round(demo_s, 1)
     policy = si.StandInPolicy(cfg, res.params, res.obs_mean, res.obs_std, task=task, seed=seed, info=info)
     if eval_episodes > 0:
         t1 = time.perf_counter()
