@@ -20,6 +20,7 @@ assumed: `csil-lite lbm train` prints it.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -262,6 +263,20 @@ def train_standin(cfg: StandInConfig, obs: np.ndarray, chunks: np.ndarray, *, st
 # -- the policy ----------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
+def _compiled(cfg: StandInConfig) -> tuple[Callable, Callable]:
+    """Jitted (sample, embed) for one network shape, shared by every policy of that shape (one compilation)."""
+    net = FlowNet(cfg)
+
+    def sample(p, obs_n, noise):
+        emb = net.apply({"params": p}, obs_n, method=FlowNet.embed)
+        x = euler_sample(lambda x, t: net.apply({"params": p}, emb, x, t, method=FlowNet.velocity), noise,
+                         cfg.euler_steps)
+        return jnp.clip(x, -1.0, 1.0)  # the policy's own action box, as the scripted experts clip theirs
+
+    return jax.jit(sample), jax.jit(lambda p, o: net.apply({"params": p}, o, method=FlowNet.embed))
+
+
 class StandInPolicy:
     """A trained stand-in behind the `BasePolicy` protocol (and a batched `sample` for local use)."""
 
@@ -275,16 +290,7 @@ class StandInPolicy:
                              f"{self.obs_std.shape}, expected ({cfg.obs_dim},)")
         self.info = dict(info or {})
         self._rng = np.random.default_rng(seed)
-        net = FlowNet(cfg)
-
-        def sample(p, obs_n, noise):
-            emb = net.apply({"params": p}, obs_n, method=FlowNet.embed)
-            x = euler_sample(lambda x, t: net.apply({"params": p}, emb, x, t, method=FlowNet.velocity), noise,
-                             cfg.euler_steps)
-            return jnp.clip(x, -1.0, 1.0)  # the policy's own action box, as the scripted experts clip theirs
-
-        self._sample = jax.jit(sample)
-        self._embed = jax.jit(lambda p, o: net.apply({"params": p}, o, method=FlowNet.embed))
+        self._sample, self._embed = _compiled(cfg)
         self.spec = {LOWDIM_KEY: FieldSpec((cfg.obs_dim,), "<f4"), **IGNORED_KEYS}
 
     @property
@@ -366,8 +372,10 @@ def load_standin(directory: str | Path, *, seed: int = 0) -> StandInPolicy:
                          ) from None
     with np.load(d / "params.npz") as z:
         params = _unflatten({k: z[k] for k in z.files})
-    expected = jax.tree_util.tree_structure(init_params(cfg))
-    if jax.tree_util.tree_structure(params) != expected:
+    expected = jax.eval_shape(lambda: init_params(cfg))  # shapes only: no compilation
+    shapes = jax.tree_util.tree_map(lambda x: tuple(x.shape), params)
+    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(expected) or shapes != \
+            jax.tree_util.tree_map(lambda x: tuple(x.shape), expected):
         raise ValueError(f"{d / 'params.npz'}: parameters do not match the network in standin.json")
     return StandInPolicy(cfg, params, np.asarray(meta["obs_mean"]), np.asarray(meta["obs_std"]),
                          task=meta.get("task"), seed=seed, info=meta.get("info"))
