@@ -116,11 +116,11 @@ class PolicyServer:
             result["server_timing"] = timing
             if REQUEST_ID_KEY in obs:
                 result[REQUEST_ID_KEY] = obs[REQUEST_ID_KEY]
+            self.served += 1  # counted before sending: a client that has its reply sees it counted
             try:
                 await ws.send(pack(result))
             except ConnectionClosed:
                 return
-            self.served += 1
             prev_total_ms = 1e3 * (time.perf_counter() - t0)
 
     @staticmethod
