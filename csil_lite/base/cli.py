@@ -89,10 +89,19 @@ def demo_episodes(task: str, num_demos: int, seed: int, demos: str | None = None
         from csil_lite.data.transitions import flatten_obs
         from csil_lite.envs.robosuite import STATE_KEYS
 
+        if task in TOY_TASKS:
+            raise UserError(f"--demos {demos!r} with --task {task}: toy tasks generate their demos; --demos is "
+                            "for robosuite tasks")
         ds = read_dataset(demos, max_episodes=num_demos)
+        file_task = (ds.env_args.get("csil_lite") or {}).get("task")
+        if file_task is not None and file_task != task:
+            raise UserError(f"--demos {demos!r} holds {file_task} demos, not --task {task}")
         if len(ds.episodes) < num_demos:
             raise UserError(f"--demos {demos!r}: holds {len(ds.episodes)} demos, --num-demos asks for {num_demos}")
-        return [(flatten_obs(ep.obs, STATE_KEYS), np.asarray(ep.actions, np.float32)) for ep in ds.episodes]
+        try:
+            return [(flatten_obs(ep.obs, STATE_KEYS), np.asarray(ep.actions, np.float32)) for ep in ds.episodes]
+        except KeyError as e:
+            raise UserError(f"--demos {demos!r}: {e.args[0]}; the stand-in reads {list(STATE_KEYS)}") from None
     if task in TOY_TASKS:
         from csil_lite.envs.toy import collect_demos
 
