@@ -69,6 +69,7 @@ page-check: $(STAMP)
 ## `--reuse default=$(SCRATCH)/book` after `make test` (the default path's chapters are not run again).
 FLOAT_PATHS_ARGS ?=
 float-paths: $(STAMP)
+	mkdir -p _build
 	$(BIN)/python scripts/float_paths.py --paths default SSE4_2 AVX2 --out _build/float-paths.json $(FLOAT_PATHS_ARGS)
 
 clean:

@@ -266,110 +266,115 @@ def train(
                             "or start over with resume=False (--no-resume)")
     demos = setup.demos if setup is not None else load_demos(cfg)
     env = make_env(cfg.task, seed=cfg.seed)
-    _check_demos_fit(cfg, demos, env)
+    eval_envs: list[Any] = []
+    try:  # the environments are closed however the run ends (a robosuite env holds a simulator and a renderer)
+        _check_demos_fit(cfg, demos, env)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
 
-    setup = prepare(cfg, demos, progress=progress) if setup is None else setup
-    agent, state = setup.agent, setup.state
-    # Toy tasks are cheap to copy: evaluate all episodes in lockstep (one batched policy call per step).
-    n_eval_envs = cfg.eval_episodes if cfg.task in TOY_TASKS else 1
-    eval_envs = [make_env(cfg.task, seed=cfg.seed + 1) for _ in range(n_eval_envs)]
-    replay = ReplayBuffer(cfg.replay_capacity, demos.obs.shape[1:], demos.act_dim)
-    update = make_update(agent)
-    act = make_act(agent)
-    ac = cfg.agent
+        setup = prepare(cfg, demos, progress=progress) if setup is None else setup
+        agent, state = setup.agent, setup.state
+        # Toy tasks are cheap to copy: evaluate all episodes in lockstep (one batched policy call per step).
+        n_eval_envs = cfg.eval_episodes if cfg.task in TOY_TASKS else 1
+        eval_envs = [make_env(cfg.task, seed=cfg.seed + 1) for _ in range(n_eval_envs)]
+        replay = ReplayBuffer(cfg.replay_capacity, demos.obs.shape[1:], demos.act_dim)
+        update = make_update(agent)
+        act = make_act(agent)
+        ac = cfg.agent
 
-    loop: dict[str, Any] = {"step": 0, "episode": 0, "updates": 0,
-                            "rng": np.random.default_rng(cfg.seed).bit_generator.state,
-                            "key": np.asarray(jax.random.key_data(jax.random.PRNGKey(cfg.seed + 3))).tolist()}
-    metrics_path = run_dir / "metrics.jsonl"
-    if resume and (run_dir / "checkpoint").exists():
-        state, loop = _load_checkpoint(run_dir, state, replay)
-        keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= loop["step"]] \
-            if metrics_path.exists() else []
-        metrics_path.write_text("".join(ln + "\n" for ln in keep))
-    else:
-        metrics_path.write_text("")
-    rng = np.random.default_rng()
-    rng.bit_generator.state = loop["rng"]
-    key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
-    step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
+        loop: dict[str, Any] = {"step": 0, "episode": 0, "updates": 0,
+                                "rng": np.random.default_rng(cfg.seed).bit_generator.state,
+                                "key": np.asarray(jax.random.key_data(jax.random.PRNGKey(cfg.seed + 3))).tolist()}
+        metrics_path = run_dir / "metrics.jsonl"
+        if resume and (run_dir / "checkpoint").exists():
+            state, loop = _load_checkpoint(run_dir, state, replay)
+            keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= loop["step"]] \
+                if metrics_path.exists() else []
+            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+        else:
+            metrics_path.write_text("")
+        rng = np.random.default_rng()
+        rng.bit_generator.state = loop["rng"]
+        key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
+        step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
 
-    # Runs that learn online with a learned reward log its correlation with the task's reward at each evaluation.
-    log_reward = cfg.learn_online and agent.reward.learned
-    jit_reward = make_reward_fn(agent) if log_reward else None
+        # Runs that learn online with a learned reward log its correlation with the task's reward at each evaluation.
+        log_reward = cfg.learn_online and agent.reward.learned
+        jit_reward = make_reward_fn(agent) if log_reward else None
 
-    def reward_fn(o, a):
-        return jit_reward(state.reward.variables, o, a)
+        def reward_fn(o, a):
+            return jit_reward(state.reward.variables, o, a)
 
-    def do_eval(at_step: int, train_metrics: dict[str, float]) -> None:
-        res = evaluate(eval_envs, lambda o: np.asarray(act(state.actor.variables, jnp.asarray(o), key, True)),
-                       episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if log_reward else None)
-        row = {"step": at_step, "updates": n_updates, **res, **train_metrics,
-               "wall_time": time.perf_counter() - t_start}
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        def do_eval(at_step: int, train_metrics: dict[str, float]) -> None:
+            res = evaluate(eval_envs, lambda o: np.asarray(act(state.actor.variables, jnp.asarray(o), key, True)),
+                           episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if log_reward else None)
+            row = {"step": at_step, "updates": n_updates, **res, **train_metrics,
+                   "wall_time": time.perf_counter() - t_start}
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
 
-    def env_seed(ep: int) -> int:
-        return int(np.random.SeedSequence([cfg.seed, ep]).generate_state(1)[0])
+        def env_seed(ep: int) -> int:
+            return int(np.random.SeedSequence([cfg.seed, ep]).generate_state(1)[0])
 
-    if step == 0:
-        do_eval(0, {})
-    obs, _ = env.reset(seed=env_seed(episode))
-    pending: list[dict[str, float]] = []
-    stopped_early = False
-    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every if cfg.checkpoint_every else None
-    bar = tqdm(total=cfg.env_steps, initial=step, desc=f"{cfg.algo} {cfg.task}", disable=not progress)
-    while step < cfg.env_steps:
-        if not cfg.learn_online:  # only evaluate the BC policy, on the same schedule
-            step = min(cfg.env_steps, (step // cfg.eval_every + 1) * cfg.eval_every)
-            do_eval(step, {})
-            bar.update(cfg.eval_every)
-            continue
-        key, k_act, k_upd = jax.random.split(key, 3)
-        a = np.asarray(act(state.actor.variables, jnp.asarray(obs), k_act, False))
-        nxt, r, terminated, truncated, _ = env.step(a)
-        replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated)
-        step += 1
-        bar.update(1)
-        obs = nxt
-        if len(replay) >= cfg.learning_starts:
-            batch = mixed_batch(demos, replay, ac.n_demo, ac.n_online, rng, utd=ac.utd)
-            state, m = update(state, batch, k_upd, train_actor=n_updates >= cfg.actor_warmup)
-            n_updates += 1
-            pending.append(m)
-        if step % cfg.eval_every == 0:
-            keys = sorted({k for p in pending for k in p})  # actor metrics only exist after the warm-up
-            train_metrics = {k: float(np.mean([float(p[k]) for p in pending if k in p])) for k in keys}
-            pending = []
-            do_eval(step, train_metrics)
-        if terminated or truncated:
-            episode += 1
-            boundary_ckpt = (next_ckpt is not None and step >= next_ckpt) or (stop_after is not None and step >= stop_after)
-            if boundary_ckpt and step < cfg.env_steps:
-                loop = {"step": step, "episode": episode, "updates": n_updates, "rng": rng.bit_generator.state,
-                        "key": np.asarray(jax.random.key_data(key)).tolist()}
-                _save_checkpoint(run_dir, state, replay, loop)
-                if next_ckpt is not None:
-                    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-                if stop_after is not None and step >= stop_after:
-                    stopped_early = True
-                    break
-            obs, _ = env.reset(seed=env_seed(episode))
-    bar.close()
-    rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines()]
-    summary = {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
-               "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
-               "initial_success_rate": rows[0]["success_rate"], "wall_time": time.perf_counter() - t_start}
-    if not stopped_early:
-        loop = {"step": step, "episode": episode, "updates": n_updates, "rng": rng.bit_generator.state,
-                "key": np.asarray(jax.random.key_data(key)).tolist()}
-        _save_checkpoint(run_dir, state, replay, loop)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    summary["state"] = state
-    return summary
+        if step == 0:
+            do_eval(0, {})
+        obs, _ = env.reset(seed=env_seed(episode))
+        pending: list[dict[str, float]] = []
+        stopped_early = False
+        next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every if cfg.checkpoint_every else None
+        bar = tqdm(total=cfg.env_steps, initial=step, desc=f"{cfg.algo} {cfg.task}", disable=not progress)
+        while step < cfg.env_steps:
+            if not cfg.learn_online:  # only evaluate the BC policy, on the same schedule
+                step = min(cfg.env_steps, (step // cfg.eval_every + 1) * cfg.eval_every)
+                do_eval(step, {})
+                bar.update(cfg.eval_every)
+                continue
+            key, k_act, k_upd = jax.random.split(key, 3)
+            a = np.asarray(act(state.actor.variables, jnp.asarray(obs), k_act, False))
+            nxt, r, terminated, truncated, _ = env.step(a)
+            replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated)
+            step += 1
+            bar.update(1)
+            obs = nxt
+            if len(replay) >= cfg.learning_starts:
+                batch = mixed_batch(demos, replay, ac.n_demo, ac.n_online, rng, utd=ac.utd)
+                state, m = update(state, batch, k_upd, train_actor=n_updates >= cfg.actor_warmup)
+                n_updates += 1
+                pending.append(m)
+            if step % cfg.eval_every == 0:
+                keys = sorted({k for p in pending for k in p})  # actor metrics only exist after the warm-up
+                train_metrics = {k: float(np.mean([float(p[k]) for p in pending if k in p])) for k in keys}
+                pending = []
+                do_eval(step, train_metrics)
+            if terminated or truncated:
+                episode += 1
+                boundary_ckpt = (next_ckpt is not None and step >= next_ckpt) or (stop_after is not None and step >= stop_after)
+                if boundary_ckpt and step < cfg.env_steps:
+                    loop = {"step": step, "episode": episode, "updates": n_updates, "rng": rng.bit_generator.state,
+                            "key": np.asarray(jax.random.key_data(key)).tolist()}
+                    _save_checkpoint(run_dir, state, replay, loop)
+                    if next_ckpt is not None:
+                        next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                    if stop_after is not None and step >= stop_after:
+                        stopped_early = True
+                        break
+                obs, _ = env.reset(seed=env_seed(episode))
+        bar.close()
+        rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines()]
+        summary = {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
+                   "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
+                   "initial_success_rate": rows[0]["success_rate"], "wall_time": time.perf_counter() - t_start}
+        if not stopped_early:
+            loop = {"step": step, "episode": episode, "updates": n_updates, "rng": rng.bit_generator.state,
+                    "key": np.asarray(jax.random.key_data(key)).tolist()}
+            _save_checkpoint(run_dir, state, replay, loop)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary["state"] = state
+        return summary
+    finally:
+        for e in (env, *eval_envs):
+            e.close()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

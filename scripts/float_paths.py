@@ -68,7 +68,15 @@ def errors(nb) -> list[str]:
 
 
 def run_chapter(md: Path, path: str, workdir: Path) -> dict:
-    """Execute one chapter under one float path in a fresh kernel; never raises."""
+    """Execute one chapter under one float path in a fresh kernel; never raises (a dead kernel is an error)."""
+    try:
+        return _run_chapter(md, path, workdir)
+    except Exception as exc:  # noqa: BLE001 - e.g. DeadKernelError (out of memory): report it, keep the others
+        return {"chapter": md.stem, "path": path, "seconds": None, "peak_mb": None, "glue": {},
+                "errors": [f"the run failed: {type(exc).__name__}: {str(exc)[:200]}"]}
+
+
+def _run_chapter(md: Path, path: str, workdir: Path) -> dict:
     import jupytext
     import nbformat
     from nbclient import NotebookClient
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {r['chapter']} [{r['path']}] {'RAISED' if r['errors'] else 'ok'} in {r['seconds']} s, "
                       f"peak {r['peak_mb']} MB", flush=True)
                 results.append(r)
+                if args.out:  # written as the runs finish: nothing is lost when a later one is interrupted
+                    args.out.write_text(json.dumps(results, indent=1))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(table(results, paths))

@@ -165,3 +165,39 @@ def test_prepare_clips_the_demonstrations_once_for_every_stage():
     np.testing.assert_allclose(setup.demos.next_action, np.clip(raw.next_action, -0.9, 0.9))
     unclipped = prepare(_cfg(bc_steps=10, critic_pretrain_steps=5, demo_action_margin=0.0), progress=False)
     np.testing.assert_array_equal(unclipped.demos.action, raw.action)
+
+
+@pytest.mark.slow
+def test_train_closes_its_environments_also_when_it_fails(tmp_path, monkeypatch):
+    """A robosuite env holds a simulator and a renderer: a run closes every env it made, finished or not (chapter 7
+    ran two runs in one kernel and kept four envs alive)."""
+    import csil_lite.loop as loop_mod
+
+    made, real = [], loop_mod.make_env
+
+    def counting(name, **kw):
+        env = real(name, **kw)
+        made.append(env)
+        closed = env.close
+        env.closed = False
+
+        def close():
+            env.closed = True
+            closed()
+
+        env.close = close
+        return env
+
+    monkeypatch.setattr(loop_mod, "make_env", counting)
+    train(_cfg(env_steps=100), tmp_path / "ok", progress=False)
+    assert len(made) == 1 + TINY["eval_episodes"] and all(e.closed for e in made)
+
+    made.clear()
+
+    def broken_update(agent):
+        raise RuntimeError("update failed")
+
+    monkeypatch.setattr(loop_mod, "make_update", broken_update)
+    with pytest.raises(RuntimeError, match="update failed"):
+        train(_cfg(env_steps=100), tmp_path / "fails", progress=False)
+    assert made and all(e.closed for e in made)
