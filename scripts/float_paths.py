@@ -49,8 +49,10 @@ def glued(nb) -> dict[str, str]:
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             meta = o.get("metadata", {}).get("scrapbook")
-            if meta:
-                out[meta["name"]] = str(o.get("data", {}).get("text/plain", "")).strip()
+            if meta:  # myst_nb.glue: the value's mime bundle under the prefix the metadata names
+                data = o.get("data", {})
+                value = data.get(meta.get("mime_prefix", "") + "text/plain", data.get("text/plain", ""))
+                out[meta["name"]] = str(value).strip()
     return out
 
 

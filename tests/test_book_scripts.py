@@ -19,8 +19,9 @@ def load(name: str):
 def executed_notebook(value: str, error: bool) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     ok = nbformat.v4.new_code_cell("glue('x', 1.5)")
-    ok.outputs = [nbformat.v4.new_output("display_data", data={"text/plain": value},
-                                         metadata={"scrapbook": {"name": "x", "mime_prefix": ""}})]
+    prefix = "application/papermill.record/"  # what myst_nb.glue(..., display=False) writes
+    ok.outputs = [nbformat.v4.new_output("display_data", data={prefix + "text/plain": value},
+                                         metadata={"scrapbook": {"name": "x", "mime_prefix": prefix}})]
     nb.cells = [nbformat.v4.new_markdown_cell("# T"), ok]
     if error:
         bad = nbformat.v4.new_code_cell("assert False")
