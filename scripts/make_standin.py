@@ -21,6 +21,7 @@ from pathlib import Path
 PLAN = {
     "pointmass-reach": (50, [1000, 10000], 50),
     "lift": (50, [2000, 10000], 20),
+    "can": (50, [2000, 10000], 20),
 }
 
 
