@@ -1,7 +1,7 @@
 """Train the stand-in base policies the book uses and store them (~0.8 MB each) with their measured facts.
 
     python scripts/make_standin.py                      # every task below, both budgets
-    python scripts/make_standin.py --only pointmass-reach --out /tmp/standins
+    python scripts/make_standin.py --only pointmass-reach --out standins-scratch
 
 Each run writes ``<out>/<task>_<steps>/`` (standin.json + params.npz, loadable by
 `csil_lite.base.standin.load_standin` and servable by `csil-lite serve --checkpoint`), and ``<out>/summary.json``
