@@ -387,7 +387,10 @@ def release_memory() -> None:
 
     Without it a kernel that runs several trainings one after another (chapter 7: BC, then CSIL on Lift) keeps the
     high-water mark of each: glibc holds on to freed memory in its arenas. `malloc_trim` exists only in glibc.
+    The finished run's compiled functions are dropped too (each run builds its own update and act closures, so
+    they are never called again); later runs compile theirs as they would anyway.
     """
+    jax.clear_caches()
     gc.collect()
     if sys.platform.startswith("linux"):
         try:
