@@ -14,14 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import gymnasium as gym
+import jax
 import numpy as np
+
+from csil_lite import obs as obs_lib
 
 
 def _run_wave(envs: Sequence[gym.Env], act: Callable, seeds: np.ndarray) -> list[dict]:
     """Episodes with `seeds` run side by side on `envs[:len(seeds)]`. `act` sees the whole wave's batch at every
     step (a fixed shape, so no recompiles as episodes end); the rows of finished episodes are ignored."""
     n = len(seeds)
-    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)])
+    obs = obs_lib.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)])  # a batch pytree
     eps = [{"obs": [], "act": [], "true": [], "return": 0.0, "success": False} for _ in range(n)]
     live = np.ones(n, bool)
     while live.any():
@@ -29,19 +32,19 @@ def _run_wave(envs: Sequence[gym.Env], act: Callable, seeds: np.ndarray) -> list
         for i in np.flatnonzero(live):
             nxt, r, terminated, truncated, info = envs[i].step(actions[i])
             ep = eps[i]
-            ep["obs"].append(obs[i].copy())
+            ep["obs"].append(jax.tree.map(lambda x: x[i].copy(), obs))
             ep["act"].append(actions[i])
             ep["true"].append(info.get("shaped_reward", r))
             ep["return"] += float(r)
             ep["success"] = ep["success"] or bool(info.get("success", False))
             live[i] = not (terminated or truncated)
-            obs[i] = nxt
+            jax.tree.map(lambda x, y: x.__setitem__(i, y), obs, nxt)
     return eps
 
 
 def _reward_correlation(eps: list[dict], reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
     """Mean per-episode Pearson correlation; the learned reward is computed in one call over all episodes."""
-    learned = np.asarray(reward_fn(np.concatenate([np.stack(e["obs"]) for e in eps]),
+    learned = np.asarray(reward_fn(obs_lib.concat([obs_lib.stack(e["obs"]) for e in eps], xp=np),
                                    np.concatenate([np.stack(e["act"]) for e in eps])))
     corrs, start = [], 0
     for e in eps:

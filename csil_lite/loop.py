@@ -1,9 +1,11 @@
 """The online training loop: demonstrations -> BC -> critic pretraining -> env interaction with jitted updates.
 
 Everything a run produces lands in its directory: `config.json`, `metrics.jsonl` (one line per evaluation),
-`summary.json`, and `checkpoint/` (orbax agent state + replay + loop RNG state) for resuming. Checkpoints are taken
-at episode boundaries, and every episode's reset seed derives from (seed, episode index), so a resumed run
-continues exactly as if it had never stopped.
+`summary.json`, `prepare/` (what BC and SARSA produced, and their own checkpoints while they run) and
+`checkpoints/` (orbax `CheckpointManager`: agent state + replay + loop RNG state, written aside and renamed into
+place, the newest two kept). Online checkpoints are taken at episode boundaries, and every episode's reset seed
+derives from (seed, episode index), so a resumed run continues exactly as if it had never stopped; a resume
+never repeats BC or SARSA.
 """
 
 from __future__ import annotations
@@ -21,31 +23,34 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from csil_lite.agents.core import Agent, init_state, make_act, make_agent, make_update
+from csil_lite import obs as obs_lib
+from csil_lite.agents.core import Agent, init_state, make_act, make_update
 from csil_lite.agents.state import AgentState
-from csil_lite.coherent import policy_reward
-from csil_lite.config import AgentConfig, RunConfig
+from csil_lite.assembly import make_agent
+from csil_lite.checkpoints import Checkpoints
+from csil_lite.config import RunConfig
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
 from csil_lite.errors import UserError
 from csil_lite.evaluation import evaluate
-from csil_lite.nets.critic import make_critic
-from csil_lite.nets.heads import discounted_returns, quantile_support
-from csil_lite.nets.policy import make_policy
 from csil_lite.pretrain.bc import clip_actions, train_bc
 from csil_lite.pretrain.critic import pretrain_critic
 from csil_lite.replay import ReplayBuffer, mixed_batch
 
 
 class Setup(NamedTuple):
+    """What preparation produced: the resolved agent, the (clipped) demonstrations, the BC and SARSA loss curves,
+    the initial agent state, and the BC and pretrained critic variables it was made from."""
+
     agent: Agent
     demos: Transitions
     bc_losses: np.ndarray
     critic_losses: np.ndarray
     state: AgentState
+    bc_params: Any = None
+    critic_params: Any = None
 
 
 def load_demos(cfg: RunConfig) -> Transitions:
@@ -82,7 +87,7 @@ def coherent_rewards_of(agent: Agent, reward_variables, obs: np.ndarray, actions
 
     `reward_variables`: the reward network's variables, e.g. `state.reward.variables` (or the BC policy's).
     """
-    return np.asarray(_learned_reward(agent)(reward_variables, jnp.asarray(obs), jnp.asarray(actions)))
+    return np.asarray(_learned_reward(agent)(reward_variables, jax.tree.map(jnp.asarray, obs), jnp.asarray(actions)))
 
 
 def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray]:
@@ -93,41 +98,31 @@ def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.n
     reward_of = _learned_reward(agent)
     fn = jax.jit(lambda params, obs, actions: reward_of(params, obs, actions))
 
-    def reward(reward_params, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        n = len(obs)
-        pad = ((0, (1 << max(n - 1, 0).bit_length()) - n), (0, 0))
-        return np.asarray(fn(reward_params, np.pad(obs, pad, mode="edge"), np.pad(actions, pad, mode="edge")))[:n]
+    def reward(reward_params, obs, actions: np.ndarray) -> np.ndarray:
+        n = len(actions)
+        extra = (1 << max(n - 1, 0).bit_length()) - n
+
+        def pad(x):
+            return np.pad(x, ((0, extra),) + ((0, 0),) * (np.ndim(x) - 1), mode="edge")
+
+        return np.asarray(fn(reward_params, jax.tree.map(pad, obs), pad(actions)))[:n]
 
     return reward
 
 
-def demo_reward_shift(policy, bc_params, demos: Transitions, density: str = "action") -> float:
-    """The largest unscaled coherent reward of the BC policy on its own demonstrations.
-
-    Shifting by it (`reward_shift="demos"`) makes the reward <= 0 wherever the demonstrator acted, like the strict
-    bound, but without the bound's ~10 extra nats per step (reached only by actions at the tanh clip), which turn
-    the task into a minimum-time problem in which imitating the demonstrator is a small correction.
-    """
-    r = policy_reward(policy, bc_params, jnp.asarray(demos.obs), jnp.asarray(demos.action), variant="pos",
-                      density=density)
-    return float(jnp.max(r))
-
-
-def resolve_shift(agent_cfg: AgentConfig, policy, bc_params, demos: Transitions) -> AgentConfig:
-    """The agent config with `reward_shift="demos"` replaced by its number for this BC policy and these demos."""
-    if agent_cfg.reward == "coherent" and agent_cfg.reward_shift == "demos":
-        shift = demo_reward_shift(policy, bc_params, demos, agent_cfg.reward_density)
-        return dataclasses.replace(agent_cfg, reward_shift=shift)
-    return agent_cfg
-
-
 def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool = True,
-            bc_from: Setup | None = None) -> Setup:
+            bc_from: Setup | None = None, run_dir: str | Path | None = None) -> Setup:
     """BC, then SARSA critic pretraining (if `critic_pretrain_steps`): the agent state the online phase starts from.
 
-    `bc_from`: reuse the BC policy (and the demonstrations, in place of `demos`) of another setup with the same
-    policy network, e.g. CSIL's for the SAC-from-BC baseline of the same seed, instead of training BC again.
-    Its demonstrations are taken as they are (already clipped by its own `demo_action_margin`).
+    The agent is built once from the configuration (`assembly.make_agent`); its components resolve what they
+    compute from the BC policy and the demonstrations themselves (`Agent.resolve`). `bc_from`: reuse the BC
+    policy (and the demonstrations, in place of `demos`) of another setup with the same policy network, e.g.
+    CSIL's for the SAC-from-BC baseline of the same seed, instead of training BC again. Its demonstrations are
+    taken as they are (already clipped by its own `demo_action_margin`).
+
+    `run_dir`: BC and SARSA checkpoint themselves under `run_dir/prepare/` (a killed run resumes them where they
+    stopped), and what preparation produced (BC params, pretrained critic, the components' resolved setup) is
+    stored there; a later call finds it and returns it without training anything.
     """
     if bc_from is not None:
         demos = bc_from.demos
@@ -135,72 +130,78 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     if cfg.demo_action_margin > 0 and bc_from is None:  # one clipped copy for BC, reward, SARSA, online batches
         demos = demos._replace(action=clip_actions(demos.action, cfg.demo_action_margin),
                                next_action=clip_actions(demos.next_action, cfg.demo_action_margin))
-    policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
+    agent = make_agent(cfg, demos.obs_spec, demos.act_dim)
+    stage = None if run_dir is None else Path(run_dir) / "prepare"
+    if stage is not None and Checkpoints(stage / "result").latest() is not None:
+        return _prepared(agent, demos, stage)
     if bc_from is None:
-        bc = train_bc(policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed, batch_size=cfg.bc_batch,
-                      learning_rate=cfg.bc_lr, progress=progress)
+        bc = train_bc(agent.policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed,
+                      batch_size=cfg.bc_batch, learning_rate=cfg.bc_lr, progress=progress,
+                      checkpoint_dir=None if stage is None else stage / "bc")
         bc_params, bc_losses = bc.params, bc.losses
-    elif bc_from.agent.policy != policy:
+    elif bc_from.agent.policy != agent.policy:
         raise ValueError("prepare(bc_from=...): the other setup's policy network differs from this config's")
     else:
         bc_params, bc_losses = bc_from.state.prior, bc_from.bc_losses
-    agent_cfg, nets = resolve_shift(cfg.agent, policy, bc_params, demos), cfg.nets
-    critic = make_critic(nets.critic_hidden, nets.critic_norm, "scalar", nets.critic_ensemble)
-    agent = make_agent(agent_cfg, policy, critic, demos.act_dim)
-    r = None
-    if cfg.critic_pretrain_steps > 0 or nets.critic_head == "categorical":
-        # The demonstrations' rewards under the agent's reward source (the BC policy's coherent reward, or the
-        # rewards stored with the demonstrations).
-        demo_arrays = jax.tree.map(jnp.asarray, demos)
-        r = np.asarray(agent.reward.of_batch(bc_params, demo_arrays))
-    if nets.critic_head == "categorical":
-        # Atoms by quantiles of the demonstrations' discounted returns under that reward (heads.quantile_support).
-        v_min = nets.critic_v_min
-        if v_min == "floor":  # the reward source's lowest value from the demonstrations
-            v_min = agent.reward.value_floor(bc_params, demo_arrays, r, agent_cfg.gamma,
-                                             jax.random.PRNGKey(cfg.seed + 3))
-            if not v_min < nets.critic_v_max:
-                raise UserError(f"critic_v_min='floor' gave {v_min:.3g}, not below critic_v_max = "
-                                f"{nets.critic_v_max}: set critic_v_min to a number")
-        atoms = quantile_support(discounted_returns(r, demos.last, agent_cfg.gamma), nets.critic_atoms,
-                                 v_min, nets.critic_v_max)
-        critic = make_critic(nets.critic_hidden, nets.critic_norm, "categorical", nets.critic_ensemble, atoms)
-        agent = make_agent(agent_cfg, policy, critic, demos.act_dim)
-    critic_params = critic.module.init(jax.random.PRNGKey(cfg.seed + 1), demos.obs[:1], demos.action[:1])
+    agent, demo_rewards = agent.resolve(bc_params, demos, jax.random.PRNGKey(cfg.seed + 3))
+    critic_params = agent.critic.init(jax.random.PRNGKey(cfg.seed + 1), obs_lib.take(demos.obs, slice(0, 1)),
+                                      demos.action[:1])
     critic_losses = np.zeros(0)
     if cfg.critic_pretrain_steps > 0:
-        pre = pretrain_critic(critic.module, critic_params, demos, r, steps=cfg.critic_pretrain_steps,
+        pre = pretrain_critic(agent.critic, critic_params, demos, demo_rewards, steps=cfg.critic_pretrain_steps,
                               gamma=cfg.agent.gamma, tau=cfg.agent.tau, learning_rate=cfg.critic_pretrain_lr,
                               batch_size=cfg.bc_batch, grad_penalty=cfg.agent.grad_penalty, seed=cfg.seed + 2,
-                              progress=progress, head=critic.head, project=agent.critic_project)
+                              progress=progress, checkpoint_dir=None if stage is None else stage / "sarsa")
         critic_params, critic_losses = pre.params, pre.losses
-    return Setup(agent, demos, bc_losses, critic_losses, init_state(agent, bc_params, critic_params))
+    setup = Setup(agent, demos, np.asarray(bc_losses), np.asarray(critic_losses),
+                  init_state(agent, bc_params, critic_params), bc_params, critic_params)
+    if stage is not None:
+        save_prepared(setup, stage)
+    return setup
+
+
+def save_prepared(setup: Setup, stage: Path) -> None:
+    """Store what preparation produced under `stage` (`prepare/` of a run directory), once; the per-chunk BC and
+    SARSA checkpoints are no longer needed after that."""
+    result = Checkpoints(stage / "result", keep=1)
+    result.save(0, {"bc": setup.bc_params, "critic": setup.critic_params, "bc_losses": setup.bc_losses,
+                    "critic_losses": setup.critic_losses}, {"setup": setup.agent.setup()})
+    result.close()
+    for partial in ("bc", "sarsa"):
+        shutil.rmtree(stage / partial, ignore_errors=True)
+
+
+def _prepared(agent: Agent, demos: Transitions, stage: Path) -> Setup:
+    """The setup stored by `save_prepared` (no BC, no SARSA: the params and the resolved components are read)."""
+    saved, meta = Checkpoints(stage / "result", keep=1).restore()
+    agent = agent.with_setup(meta["setup"])
+    bc_params, critic_params = saved["bc"], saved["critic"]
+    return Setup(agent, demos, np.asarray(saved["bc_losses"]), np.asarray(saved["critic_losses"]),
+                 init_state(agent, bc_params, critic_params), bc_params, critic_params)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------------
 
 
-def _save_checkpoint(run_dir: Path, state: AgentState, replay: ReplayBuffer, loop: dict[str, Any]) -> None:
-    tmp = run_dir / "checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save((tmp / "agent").absolute(), state)
-    ckptr.wait_until_finished()
-    np.savez(tmp / "replay.npz", **replay.state_dict())
-    (tmp / "loop.json").write_text(json.dumps(loop))
-    final = run_dir / "checkpoint"
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+def _replay_like(replay: ReplayBuffer, size: int) -> dict[str, np.ndarray]:
+    """The shapes and dtypes of `replay.state_dict()` once it holds `size` transitions (a restore target)."""
+    return {**{f"data/{k}": np.zeros((size, *shape), dtype) for k, (shape, dtype) in replay._shapes.items()},
+            "meta": np.zeros(4, np.int64)}
 
 
-def _load_checkpoint(run_dir: Path, like: AgentState, replay: ReplayBuffer) -> tuple[AgentState, dict[str, Any]]:
-    ckpt = run_dir / "checkpoint"
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    state = ocp.StandardCheckpointer().restore((ckpt / "agent").absolute(), abstract)
-    with np.load(ckpt / "replay.npz") as z:
-        replay.load_state_dict({k: z[k] for k in z.files})
-    return state, json.loads((ckpt / "loop.json").read_text())
+def _save_checkpoint(ckpts: Checkpoints, state: AgentState, replay: ReplayBuffer, loop: dict[str, Any]) -> None:
+    """The online phase at an episode boundary: agent state, replay and the loop's counters and RNG states."""
+    ckpts.save(loop["step"], {"agent": state, "replay": {k.replace("/", "."): v
+                                                        for k, v in replay.state_dict().items()}},
+               {**loop, "replay_size": len(replay)})
+
+
+def _load_checkpoint(ckpts: Checkpoints, like: AgentState, replay: ReplayBuffer) -> tuple[AgentState, dict[str, Any]]:
+    _, loop = ckpts.restore(None, meta_only=True)
+    like_replay = {k.replace("/", "."): v for k, v in _replay_like(replay, loop["replay_size"]).items()}
+    saved, loop = ckpts.restore({"agent": like, "replay": like_replay})
+    replay.load_state_dict({k.replace(".", "/", 1): np.asarray(v) for k, v in saved["replay"].items()})
+    return saved["agent"], loop
 
 
 # -- the loop ------------------------------------------------------------------------------------------------------
@@ -224,12 +225,15 @@ def _config_changes(saved: Any, new: Any, prefix: str = "") -> list[str]:
 def _check_demos_fit(cfg: RunConfig, demos: Transitions, env) -> None:
     """The demonstrations' observation and action sizes are the task's (a file made for another task's
     are not)."""
-    obs_shape, act_dim = env.observation_space.shape, env.action_space.shape[0]
-    if demos.obs.shape[1:] != obs_shape or demos.act_dim != act_dim:
+    space, act_dim = env.observation_space, env.action_space.shape[0]
+    env_shapes = jax.tree.map(lambda sp: sp.shape, dict(space.spaces) if hasattr(space, "spaces") else space,
+                              is_leaf=lambda x: hasattr(x, "shape"))
+    demo_shapes = jax.tree.map(lambda x: x.shape[1:], demos.obs)
+    if demo_shapes != env_shapes or demos.act_dim != act_dim:
         source = cfg.demos_path or "the built-in expert"
         raise UserError(
-            f"demonstrations from {source} have observations of shape {demos.obs.shape[1:]} and "
-            f"{demos.act_dim} action dims, but task {cfg.task!r} has {obs_shape} and {act_dim}: "
+            f"demonstrations from {source} have observations of shape {demo_shapes} and "
+            f"{demos.act_dim} action dims, but task {cfg.task!r} has {env_shapes} and {act_dim}: "
             "were they made for another task?"
         )
 
@@ -242,11 +246,15 @@ def train(
     resume: bool = True,
     stop_after: int | None = None,
     setup: Setup | None = None,
+    on_eval: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) one training run; returns the summary also written to `summary.json`.
+    """Run (or resume) one training run; returns the summary also written to `summary.json` (plain data: numbers,
+    flags and the run's paths; `load_run` reads the trained agent back).
 
     `stop_after`: stop (with a checkpoint) at the first episode boundary at or after this many env steps, as an
-    interruption would; calling `train` again on the same directory resumes.
+    interruption would; calling `train` again on the same directory resumes, without repeating BC or SARSA.
+    `on_eval(row)`: called with every evaluation row as it is written to `metrics.jsonl`. `resume=False` starts
+    over, discarding what the directory holds.
     """
     t_start = time.perf_counter()
     # Everything the run reads is checked before the run directory is created: a bad task, config or
@@ -257,129 +265,169 @@ def train(
         raise UserError(f"run directory {str(run_dir)!r} is an existing file")
     cfg_path = run_dir / "config.json"
     if cfg_path.exists() and resume:
-        try:
-            saved = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{cfg_path}: not a readable config ({e}); use a new directory or "
-                            "resume=False") from None
-        changes = _config_changes(saved, json.loads(json.dumps(cfg.to_dict())))
-        if changes:
-            shown = "; ".join(changes[:5]) + ("; ..." if len(changes) > 5 else "")
-            raise UserError(f"{run_dir} holds a run with a different config ({shown}); use a new directory "
-                            "or start over with resume=False (--no-resume)")
+        _check_same_config(cfg, cfg_path)
     demos = setup.demos if setup is not None else load_demos(cfg)
     env = make_env(cfg.task, seed=cfg.seed)
     eval_envs: list[Any] = []
     try:  # the environments are closed however the run ends (a robosuite env holds a simulator and a renderer)
         _check_demos_fit(cfg, demos, env)
-
+        if not resume:
+            for old in ("prepare", "checkpoints", "summary.json"):
+                shutil.rmtree(run_dir / old, ignore_errors=True) if old != "summary.json" else \
+                    (run_dir / old).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
-
-        setup = prepare(cfg, demos, progress=progress) if setup is None else setup
-        agent, state = setup.agent, setup.state
+        if setup is None:
+            setup = prepare(cfg, demos, progress=progress, run_dir=run_dir)
+        elif Checkpoints(run_dir / "prepare" / "result").latest() is None:
+            save_prepared(setup, run_dir / "prepare")  # the run directory is whole: `load_run` reads it
         # Toy tasks are cheap to copy: evaluate all episodes in lockstep (one batched policy call per step).
         n_eval_envs = cfg.eval_episodes if cfg.task in TOY_TASKS else 1
         eval_envs = [make_env(cfg.task, seed=cfg.seed + 1) for _ in range(n_eval_envs)]
-        replay = ReplayBuffer(cfg.replay_capacity, demos.obs.shape[1:], demos.act_dim)
-        update = make_update(agent)
-        act = make_act(agent)
-        ac = cfg.agent
-
-        loop: dict[str, Any] = {"step": 0, "episode": 0, "updates": 0,
-                                "rng": np.random.default_rng(cfg.seed).bit_generator.state,
-                                "key": np.asarray(jax.random.key_data(jax.random.PRNGKey(cfg.seed + 3))).tolist()}
-        metrics_path = run_dir / "metrics.jsonl"
-        if resume and (run_dir / "checkpoint").exists():
-            state, loop = _load_checkpoint(run_dir, state, replay)
-            keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= loop["step"]] \
-                if metrics_path.exists() else []
-            metrics_path.write_text("".join(ln + "\n" for ln in keep))
-        else:
-            metrics_path.write_text("")
-        rng = np.random.default_rng()
-        rng.bit_generator.state = loop["rng"]
-        key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
-        step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
-
-        # Runs that learn online with a learned reward log its correlation with the task's reward at each evaluation.
-        log_reward = cfg.learn_online and agent.reward.learned
-        jit_reward = make_reward_fn(agent) if log_reward else None
-
-        def reward_fn(o, a):
-            return jit_reward(state.reward.variables, o, a)
-
-        def do_eval(at_step: int, train_metrics: dict[str, float]) -> None:
-            res = evaluate(eval_envs, lambda o: np.asarray(act(state.actor.variables, jnp.asarray(o), key, True)),
-                           episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if log_reward else None)
-            row = {"step": at_step, "updates": n_updates, **res, **train_metrics,
-                   "wall_time": time.perf_counter() - t_start}
-            with metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-
-        def env_seed(ep: int) -> int:
-            return int(np.random.SeedSequence([cfg.seed, ep]).generate_state(1)[0])
-
-        if step == 0:
-            do_eval(0, {})
-        obs, _ = env.reset(seed=env_seed(episode))
-        pending: list[dict[str, float]] = []
-        stopped_early = False
-        next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every if cfg.checkpoint_every else None
-        bar = tqdm(total=cfg.env_steps, initial=step, desc=f"{cfg.algo} {cfg.task}", disable=not progress)
-        while step < cfg.env_steps:
-            if not cfg.learn_online:  # only evaluate the BC policy, on the same schedule
-                step = min(cfg.env_steps, (step // cfg.eval_every + 1) * cfg.eval_every)
-                do_eval(step, {})
-                bar.update(cfg.eval_every)
-                continue
-            key, k_act, k_upd = jax.random.split(key, 3)
-            a = np.asarray(act(state.actor.variables, jnp.asarray(obs), k_act, False))
-            nxt, r, terminated, truncated, _ = env.step(a)
-            replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated)
-            step += 1
-            bar.update(1)
-            obs = nxt
-            if len(replay) >= cfg.learning_starts:
-                batch = mixed_batch(demos, replay, ac.n_demo, ac.n_online, rng, utd=ac.utd)
-                state, m = update(state, batch, k_upd, train_actor=n_updates >= cfg.actor_warmup)
-                n_updates += 1
-                pending.append(m)
-            if step % cfg.eval_every == 0:
-                keys = sorted({k for p in pending for k in p})  # actor metrics only exist after the warm-up
-                train_metrics = {k: float(np.mean([float(p[k]) for p in pending if k in p])) for k in keys}
-                pending = []
-                do_eval(step, train_metrics)
-            if terminated or truncated:
-                episode += 1
-                boundary_ckpt = (next_ckpt is not None and step >= next_ckpt) or (stop_after is not None and step >= stop_after)
-                if boundary_ckpt and step < cfg.env_steps:
-                    loop = {"step": step, "episode": episode, "updates": n_updates, "rng": rng.bit_generator.state,
-                            "key": np.asarray(jax.random.key_data(key)).tolist()}
-                    _save_checkpoint(run_dir, state, replay, loop)
-                    if next_ckpt is not None:
-                        next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
-                    if stop_after is not None and step >= stop_after:
-                        stopped_early = True
-                        break
-                obs, _ = env.reset(seed=env_seed(episode))
-        bar.close()
-        rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines()]
-        summary = {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
-                   "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
-                   "initial_success_rate": rows[0]["success_rate"], "wall_time": time.perf_counter() - t_start}
-        if not stopped_early:
-            loop = {"step": step, "episode": episode, "updates": n_updates, "rng": rng.bit_generator.state,
-                    "key": np.asarray(jax.random.key_data(key)).tolist()}
-            _save_checkpoint(run_dir, state, replay, loop)
+        summary = _online(cfg, run_dir, setup, env, eval_envs, progress=progress, resume=resume,
+                          stop_after=stop_after, on_eval=on_eval, t_start=t_start)
+        if summary["completed"]:
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        summary["state"] = state
         return summary
     finally:
         for e in (env, *eval_envs):
             e.close()
         del env, eval_envs
         release_memory()
+
+
+def _check_same_config(cfg: RunConfig, cfg_path: Path) -> None:
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{cfg_path}: not a readable config ({e}); use a new directory or "
+                        "resume=False") from None
+    changes = _config_changes(saved, json.loads(json.dumps(cfg.to_dict())))
+    if changes:
+        shown = "; ".join(changes[:5]) + ("; ..." if len(changes) > 5 else "")
+        raise UserError(f"{cfg_path.parent} holds a run with a different config ({shown}); use a new directory "
+                        "or start over with resume=False (--no-resume)")
+
+
+def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *, progress: bool, resume: bool,
+            stop_after: int | None, on_eval, t_start: float) -> dict[str, Any]:
+    """The online phase: act, store, update, evaluate, checkpoint at episode boundaries."""
+    agent, state, demos = setup.agent, setup.state, setup.demos
+    replay = ReplayBuffer(cfg.replay_capacity, demos.obs_spec, demos.act_dim)
+    update = make_update(agent)
+    act = make_act(agent)
+    ac = cfg.agent
+    ckpts = Checkpoints(run_dir / "checkpoints")
+
+    loop: dict[str, Any] = {"step": 0, "episode": 0, "updates": 0,
+                            "rng": np.random.default_rng(cfg.seed).bit_generator.state,
+                            "key": np.asarray(jax.random.key_data(jax.random.PRNGKey(cfg.seed + 3))).tolist()}
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume and ckpts.latest() is not None:
+        state, loop = _load_checkpoint(ckpts, state, replay)
+        keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= loop["step"]] \
+            if metrics_path.exists() else []
+        metrics_path.write_text("".join(ln + "\n" for ln in keep))
+    else:
+        metrics_path.write_text("")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = loop["rng"]
+    key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
+    step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
+
+    # Runs that learn online with a learned reward log its correlation with the task's reward at each evaluation.
+    log_reward = cfg.learn_online and agent.reward.learned
+    jit_reward = make_reward_fn(agent) if log_reward else None
+
+    def reward_fn(o, a):
+        return jit_reward(state.reward.variables, o, a)
+
+    def do_eval(at_step: int, train_metrics: dict[str, float]) -> None:
+        res = evaluate(eval_envs, lambda o: np.asarray(act(state.actor.variables, jax.tree.map(jnp.asarray, o), key,
+                                                           True)),
+                       episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if log_reward else None)
+        row = {"step": at_step, "updates": n_updates, **res, **train_metrics,
+               "wall_time": time.perf_counter() - t_start}
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if on_eval is not None:
+            on_eval(row)
+
+    def env_seed(ep: int) -> int:
+        return int(np.random.SeedSequence([cfg.seed, ep]).generate_state(1)[0])
+
+    def checkpoint() -> None:
+        _save_checkpoint(ckpts, state, replay, {"step": step, "episode": episode, "updates": n_updates,
+                                                "rng": rng.bit_generator.state,
+                                                "key": np.asarray(jax.random.key_data(key)).tolist()})
+
+    if step == 0:
+        do_eval(0, {})
+    obs, _ = env.reset(seed=env_seed(episode))
+    pending: list[dict[str, float]] = []
+    stopped_early = False
+    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every if cfg.checkpoint_every else None
+    bar = tqdm(total=cfg.env_steps, initial=step, desc=f"{cfg.algo} {cfg.task}", disable=not progress)
+    while step < cfg.env_steps:
+        if not cfg.learn_online:  # only evaluate the BC policy, on the same schedule
+            step = min(cfg.env_steps, (step // cfg.eval_every + 1) * cfg.eval_every)
+            do_eval(step, {})
+            bar.update(cfg.eval_every)
+            continue
+        key, k_act, k_upd = jax.random.split(key, 3)
+        a = np.asarray(act(state.actor.variables, jax.tree.map(jnp.asarray, obs), k_act, False))
+        nxt, r, terminated, truncated, _ = env.step(a)
+        replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated)
+        step += 1
+        bar.update(1)
+        obs = nxt
+        if len(replay) >= cfg.learning_starts:
+            batch = mixed_batch(demos, replay, ac.n_demo, ac.n_online, rng, utd=ac.utd)
+            state, m = update(state, batch, k_upd, train_actor=n_updates >= cfg.actor_warmup)
+            n_updates += 1
+            pending.append(m)
+        if step % cfg.eval_every == 0:
+            keys = sorted({k for p in pending for k in p})  # actor metrics only exist after the warm-up
+            train_metrics = {k: float(np.mean([float(p[k]) for p in pending if k in p])) for k in keys}
+            pending = []
+            do_eval(step, train_metrics)
+        if terminated or truncated:
+            episode += 1
+            boundary = (next_ckpt is not None and step >= next_ckpt) or (stop_after is not None and step >= stop_after)
+            if boundary and step < cfg.env_steps:
+                checkpoint()
+                if next_ckpt is not None:
+                    next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+                if stop_after is not None and step >= stop_after:
+                    stopped_early = True
+                    break
+            obs, _ = env.reset(seed=env_seed(episode))
+    bar.close()
+    if not stopped_early:
+        checkpoint()
+    ckpts.close()
+    rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines()]
+    return {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
+            "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
+            "initial_success_rate": rows[0]["success_rate"], "wall_time": time.perf_counter() - t_start,
+            "run_dir": str(run_dir), "metrics": str(metrics_path), "checkpoints": str(ckpts.directory)}
+
+
+def load_run(run_dir: str | Path, demos: Transitions | None = None) -> tuple[Agent, AgentState]:
+    """The agent and its newest checkpointed state of a run directory that `train` wrote (no training: the
+    configuration, the prepared setup and the checkpoint are read). `demos`: the run's (clipped)
+    demonstrations, if at hand; otherwise their layout is read from the stored setup."""
+    run_dir = Path(run_dir)
+    cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    saved, meta = Checkpoints(run_dir / "prepare" / "result", keep=1).restore()
+    bc_params, critic_params = saved["bc"], saved["critic"]
+    if demos is None:
+        demos = load_demos(cfg)
+    agent = make_agent(cfg, demos.obs_spec, demos.act_dim).with_setup(meta["setup"])
+    state = init_state(agent, bc_params, critic_params)
+    replay = ReplayBuffer(cfg.replay_capacity, demos.obs_spec, demos.act_dim)
+    state, _ = _load_checkpoint(Checkpoints(run_dir / "checkpoints"), state, replay)
+    return agent, state
 
 
 def release_memory() -> None:

@@ -1,7 +1,7 @@
 """Critic probes: train an agent's update on replayed demonstration batches and watch its parameters.
 
-`critic_probe` runs the agent's own critic and actor steps (`agents.core.critic_step` / `actor_step`, the
-functions the online loop runs) on batches drawn uniformly from the demonstration transitions (s, a, s'),
+`critic_probe` runs the agent's own update (`agents.core.update`, the function the online loop runs under jit)
+on batches drawn uniformly from the demonstration transitions (s, a, s'),
 `n_demo + n_online` rows per critic step and `utd` critic steps per update, with no environment interaction. It
 measures the update's numerics, not learning: how the parameter norms move, how large one update is relative to
 the parameters (the *effective learning rate*), and whether anything becomes non-finite. Chapter 6 runs it over
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from csil_lite.agents.core import actor_step, critic_step
+from csil_lite.agents.core import update
 
 
 class ProbeTrace(NamedTuple):
@@ -104,16 +104,13 @@ def make_probe_chunk(agent, demos, every: int):
     cfg = agent.config
     rows, utd = cfg.n_demo + cfg.n_online, cfg.utd
     data = jax.tree.map(jnp.asarray, demos)
-    n = data.obs.shape[0]
+    n = data.size
 
     def one_update(state, key):
         k_idx, k_upd = jax.random.split(key)
         idx = jax.random.randint(k_idx, (utd, rows), 0, n)
         batch = jax.tree.map(lambda x: x[idx], data)
-        keys = jax.random.split(k_upd, utd + 1)
-        new, m = jax.lax.scan(lambda s, xs: critic_step(agent, s, *xs), state, (batch, keys[1:]))
-        new, am = actor_step(agent, new, jax.tree.map(lambda x: x[-1], batch), keys[0])
-        m = jax.tree.map(jnp.mean, m)
+        new, m = update(agent, state, batch, k_upd)
         out = {"critic_loss": m["critic_loss"], "q": m["q"],
                "clipped_frac": m.get("clipped_frac", jnp.full((), jnp.nan)),
                "lr_critic": _rel_step(new.critic.params, state.critic.params),

@@ -8,8 +8,8 @@ demo rows from the demo `Transitions` and online rows from the buffer, every bat
 `terminal` is 1 only for a true absorbing end (e.g. success in the toy tasks); a time-limit truncation is
 stored with `terminal=0, last=1`, so the critic still bootstraps through it.
 
-Open design for dict observations: every stored field is one entry of `self._data`; a future dict-observation
-buffer would store one array per observation key and return dicts in the same places.
+Observations are pytrees (`csil_lite.obs`): each leaf (a dict observation's key) is stored in its own array with
+its own dtype, and batches come out as the same pytree.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
+from csil_lite import obs as obs_lib
 from csil_lite.data.transitions import Transitions
 
 
@@ -45,34 +47,61 @@ class ReplayBuffer:
 
     Args:
       capacity: number of transitions kept; the oldest are overwritten first.
-      obs_shape: shape of one observation, e.g. (obs_dim,) or (84, 84, 3).
+      obs_spec: one observation's layout: a shape (e.g. (obs_dim,) or (84, 84, 3)), or a pytree of
+        `csil_lite.obs.Spec` (shape, dtype) per key, e.g. `Transitions.obs_spec` of the demonstrations. Every
+        leaf is stored in its own array with its own dtype.
       act_dim: action dimension; actions must lie in [-1, 1] (checked on `add`).
-      obs_dtype: storage dtype of observations (float32 for states, uint8 for images).
+      obs_dtype: storage dtype of a shape-only `obs_spec` (float32 for states, uint8 for images).
     """
 
-    def __init__(
-        self, capacity: int, obs_shape: Sequence[int] | int, act_dim: int, obs_dtype: Any = np.float32
-    ):
+    def __init__(self, capacity: int, obs_spec: Any, act_dim: int, obs_dtype: Any = np.float32):
         if int(capacity) <= 0:
             raise ValueError(f"ReplayBuffer: capacity must be > 0, got {capacity}")
         if int(act_dim) <= 0:
             raise ValueError(f"ReplayBuffer: act_dim must be > 0, got {act_dim}")
         self.capacity = int(capacity)
-        self.obs_shape = (int(obs_shape),) if np.isscalar(obs_shape) else tuple(int(d) for d in obs_shape)
+        if np.isscalar(obs_spec) or (isinstance(obs_spec, Sequence) and not isinstance(obs_spec, obs_lib.Spec)
+                                     and all(np.isscalar(d) for d in obs_spec)):
+            shape = (int(obs_spec),) if np.isscalar(obs_spec) else tuple(int(d) for d in obs_spec)
+            obs_spec = obs_lib.Spec(shape, obs_dtype)
+        self.obs_spec = obs_spec
         self.act_dim = int(act_dim)
-        self.obs_dtype = np.dtype(obs_dtype)
-        self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {
-            "obs": (self.obs_shape, self.obs_dtype),
+        paths_specs = jax.tree_util.tree_flatten_with_path(obs_spec, is_leaf=obs_lib.is_spec)[0]
+        self._obs_def = jax.tree.structure(obs_spec, is_leaf=obs_lib.is_spec)
+        # Field names: "obs" for a single array; "obs_0", "obs_1", ... per leaf (in `obs_spec`'s leaf order).
+        self._obs_keys = [""] if obs_lib.is_spec(obs_spec) else [f"_{i}" for i in range(len(paths_specs))]
+        self._shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+        for prefix in ("obs", "next_obs"):
+            for key, (_, spec) in zip(self._obs_keys, paths_specs):
+                self._shapes[prefix + key] = (spec.shape, spec.dtype)
+        self._shapes.update({
             "action": ((self.act_dim,), np.dtype(np.float32)),
             "reward": ((), np.dtype(np.float32)),
-            "next_obs": (self.obs_shape, self.obs_dtype),
             "terminal": ((), np.dtype(np.float32)),
             "last": ((), np.dtype(np.float32)),
-        }
+        })
         self._data = {k: np.zeros((self.capacity, *s), d) for k, (s, d) in self._shapes.items()}
         self._next = 0  # slot of the next write
         self._size = 0
         self._added = 0  # total transitions ever added (for logging / "learning starts")
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """The shape of a single-array observation (a dict observation has one per key: `obs_spec`)."""
+        if not obs_lib.is_spec(self.obs_spec):
+            raise TypeError(f"obs_shape: this buffer stores dict observations {self.obs_spec}")
+        return self.obs_spec.shape
+
+    @property
+    def obs_dtype(self) -> np.dtype:
+        if not obs_lib.is_spec(self.obs_spec):
+            raise TypeError(f"obs_dtype: this buffer stores dict observations {self.obs_spec}")
+        return self.obs_spec.dtype
+
+    @property
+    def bytes_per_transition(self) -> int:
+        """Memory of one stored transition, all fields."""
+        return sum(int(np.prod(s)) * d.itemsize for s, d in self._shapes.values())
 
     def __len__(self) -> int:
         return self._size
@@ -85,6 +114,17 @@ class ReplayBuffer:
     def total_added(self) -> int:
         return self._added
 
+    def _obs_leaves(self, name: str, obs: Any) -> dict[str, Any]:
+        try:
+            leaves = self._obs_def.flatten_up_to(obs)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"replay.add: {name} does not have the stored observation layout "
+                             f"{self.obs_spec}: {e}") from None
+        return {name + k: v for k, v in zip(self._obs_keys, leaves)}
+
+    def _obs_tree(self, name: str, idx: Any) -> Any:
+        return self._obs_def.unflatten([self._data[name + k][idx] for k in self._obs_keys])
+
     def add(
         self,
         obs: Any,
@@ -94,26 +134,28 @@ class ReplayBuffer:
         terminal: Any,
         last: Any | None = None,
     ) -> None:
-        """Store one transition, or a batch when `obs` has one more leading axis than `obs_shape`.
+        """Store one transition, or a batch when `action` has a leading batch axis.
 
         `terminal`: 1/True only for a true absorbing end (never for a time-limit truncation).
         `last`: 1/True at the final step of an episode (terminal *or* truncated); defaults to `terminal`. Pass
         `last=terminated or truncated` from a gymnasium loop.
         """
-        n_lead = np.ndim(obs) - len(self.obs_shape)
+        values = {**self._obs_leaves("obs", obs), **self._obs_leaves("next_obs", next_obs)}
+        first_key = "obs" + self._obs_keys[0]
+        n_lead = np.ndim(values[first_key]) - len(self._shapes[first_key][0])
         if n_lead not in (0, 1):
             raise ValueError(
-                f"replay.add: obs has shape {np.shape(obs)}, "
-                f"expected {self.obs_shape} or (batch, *{self.obs_shape})"
+                f"replay.add: obs has shape {np.shape(values[first_key])}, "
+                f"expected {self._shapes[first_key][0]} or (batch, *{self._shapes[first_key][0]})"
             )
-        lead: tuple[int, ...] = () if n_lead == 0 else (int(np.shape(obs)[0]),)
+        lead: tuple[int, ...] = () if n_lead == 0 else (int(np.shape(values[first_key])[0]),)
         n = 1 if n_lead == 0 else lead[0]
         if n > self.capacity:
             raise ValueError(f"replay.add: batch of {n} transitions exceeds capacity {self.capacity}")
         if n == 0:
             return
         last = terminal if last is None else last
-        values = dict(obs=obs, action=action, reward=reward, next_obs=next_obs, terminal=terminal, last=last)
+        values.update(action=action, reward=reward, terminal=terminal, last=last)
         checked: dict[str, np.ndarray] = {}
         for k, (shape, dtype) in self._shapes.items():
             checked[k] = _check_array(k, values[k], lead + shape, dtype)
@@ -154,10 +196,10 @@ class ReplayBuffer:
         """Rows `idx` (any shape) of every field; `next_action` is zeros (unknown for online data)."""
         d = self._data
         return Transitions(
-            obs=d["obs"][idx],
+            obs=self._obs_tree("obs", idx),
             action=d["action"][idx],
             reward=d["reward"][idx],
-            next_obs=d["next_obs"][idx],
+            next_obs=self._obs_tree("next_obs", idx),
             next_action=np.zeros(np.shape(idx) + (self.act_dim,), np.float32),
             terminal=d["terminal"][idx],
             last=d["last"][idx],
@@ -169,7 +211,7 @@ class ReplayBuffer:
 
     # -- checkpointing ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Arrays that restore the buffer exactly (for resuming a run); store with `np.savez`."""
+        """Arrays that restore the buffer exactly (for resuming a run)."""
         out = {
             f"data/{k}": v[: self._size] if self._size < self.capacity else v for k, v in self._data.items()
         }
@@ -217,32 +259,33 @@ def mixed_batch(
         raise ValueError("mixed_batch: n_demo > 0 but the demonstrations are empty")
     if n_online > buffer.size:
         raise ValueError(f"mixed_batch: n_online={n_online} but the replay buffer holds only {buffer.size}")
-    for k in ("obs", "next_obs"):
-        f = getattr(demos, k)
-        if f.shape[1:] != buffer.obs_shape or f.dtype != buffer.obs_dtype:
-            raise ValueError(
-                f"mixed_batch: demo {k} rows are {f.shape[1:]} {f.dtype}, replay stores "
-                f"{buffer.obs_shape} {buffer.obs_dtype}"
-            )
+    demo_spec = jax.tree.map(lambda x: obs_lib.Spec(x.shape[1:], x.dtype), demos.obs)
+    if jax.tree.structure(demo_spec, is_leaf=obs_lib.is_spec) != buffer._obs_def or any(
+            a != b for a, b in zip(jax.tree.leaves(demo_spec, is_leaf=obs_lib.is_spec),
+                                   jax.tree.leaves(buffer.obs_spec, is_leaf=obs_lib.is_spec))):
+        raise ValueError(f"mixed_batch: demo observations are {demo_spec}, replay stores {buffer.obs_spec}")
     if demos.action.shape[1:] != (buffer.act_dim,):
-        raise ValueError(
-            f"mixed_batch: demo actions {demos.action.shape[1:]}, replay stores ({buffer.act_dim},)"
-        )
+        raise ValueError(f"mixed_batch: demo actions {demos.action.shape[1:]}, replay stores ({buffer.act_dim},)")
     demo_idx = rng.integers(0, demos.size, size=(utd, n_demo))
     online_idx = rng.integers(0, buffer.size, size=(utd, n_online))
     n = n_demo + n_online
-    fields = []
-    for name in Transitions._fields:
-        dem = getattr(demos, name)
-        if name == "next_action":  # unknown for online rows
-            out = np.zeros((utd, n, buffer.act_dim), np.float32)
-            np.take(dem, demo_idx, axis=0, out=out[:, :n_demo], mode="clip")
-        else:
-            src = buffer._data[name]
-            out = np.empty((utd, n, *src.shape[1:]), dtype=src.dtype)
-            # One gather per source straight into the preallocated batch (indices are in range: "clip" only
-            # skips numpy's buffered bounds check).
-            np.take(dem.astype(src.dtype, copy=False), demo_idx, axis=0, out=out[:, :n_demo], mode="clip")
-            np.take(src, online_idx, axis=0, out=out[:, n_demo:], mode="clip")
-        fields.append(out)
-    return Transitions(*fields)
+
+    def rows(dem: np.ndarray, src: np.ndarray) -> np.ndarray:
+        """Demo rows then online rows, one gather per source straight into the preallocated batch (indices are in
+        range: "clip" only skips numpy's buffered bounds check)."""
+        out = np.empty((utd, n, *src.shape[1:]), dtype=src.dtype)
+        np.take(dem.astype(src.dtype, copy=False), demo_idx, axis=0, out=out[:, :n_demo], mode="clip")
+        np.take(src, online_idx, axis=0, out=out[:, n_demo:], mode="clip")
+        return out
+
+    def obs_rows(name: str) -> Any:
+        leaves = buffer._obs_def.flatten_up_to(getattr(demos, name))
+        return buffer._obs_def.unflatten([rows(dem, buffer._data[name + k]) for dem, k in
+                                          zip(leaves, buffer._obs_keys)])
+
+    next_action = np.zeros((utd, n, buffer.act_dim), np.float32)  # unknown for online rows
+    np.take(demos.next_action, demo_idx, axis=0, out=next_action[:, :n_demo], mode="clip")
+    return Transitions(obs=obs_rows("obs"), action=rows(demos.action, buffer._data["action"]),
+                       reward=rows(demos.reward, buffer._data["reward"]), next_obs=obs_rows("next_obs"),
+                       next_action=next_action, terminal=rows(demos.terminal, buffer._data["terminal"]),
+                       last=rows(demos.last, buffer._data["last"]))

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from csil_lite.agents.state import TrainState
 from csil_lite.coherent import (
     coherent_reward,
+    demo_reward_shift,
     log_ratio_of,
     policy_log_density,
     policy_reward,
@@ -116,8 +117,24 @@ class CoherentReward(NamedTuple):
     refines: bool
     kl_weight: float
     n_demo: int
+    shift_from_demos: bool = False  # `resolve` sets `shift` to the largest reward on the demonstrations
 
     learned = True  # the reward depends on params (evaluations log its correlation with the task's reward)
+
+    def resolve(self, bc_params, demos: Transitions) -> "CoherentReward":
+        """This reward with what it computes from the data: the shift by the largest (unscaled) reward of the
+        BC policy on its demonstrations, if asked for (`coherent.demo_reward_shift`)."""
+        if not self.shift_from_demos:
+            return self
+        shift = demo_reward_shift(self.policy, bc_params, demos, self.density)
+        return self._replace(shift=shift, shift_from_demos=False)
+
+    def setup(self) -> dict:
+        """What `resolve` computed, as plain data (stored with a run; `with_setup` restores it)."""
+        return {"shift": self.shift}
+
+    def with_setup(self, values: dict) -> "CoherentReward":
+        return self._replace(shift=values["shift"], shift_from_demos=False)
 
     def __call__(self, params, obs: jax.Array, actions: jax.Array) -> jax.Array:
         return policy_reward(self.policy, params, obs, actions, variant=self.variant, scale=self.scale,
@@ -186,6 +203,18 @@ def _fixed_reward(self, state: TrainState, batch: Transitions) -> tuple[jax.Arra
     return self.of_batch(state.variables, batch), state, {}
 
 
+def _nothing_to_resolve(self, bc_params, demos: Transitions):
+    return self
+
+
+def _no_setup(self) -> dict:
+    return {}
+
+
+def _same(self, values: dict):
+    return self
+
+
 class EnvironmentReward(NamedTuple):
     """The reward stored with each transition; nothing to learn."""
 
@@ -197,6 +226,7 @@ class EnvironmentReward(NamedTuple):
     value_ceiling = _no_ceiling
     value_floor = _fixed_floor
     reward_and_refine = _fixed_reward
+    resolve, setup, with_setup = _nothing_to_resolve, _no_setup, _same
 
 
 class SparseReward(NamedTuple):
@@ -220,38 +250,7 @@ class SparseReward(NamedTuple):
 
     value_ceiling = _no_ceiling
     reward_and_refine = _fixed_reward
+    resolve, setup, with_setup = _nothing_to_resolve, _no_setup, _same
 
 
 RewardSource = Union[CoherentReward, EnvironmentReward, SparseReward]
-
-# -- critic passes -------------------------------------------------------------------------------------------------
-
-
-class SeparatePasses(NamedTuple):
-    """Target critic on (s', a'), online critic on (s, a): for critics without batch statistics."""
-
-    module: nn.Module
-
-    def __call__(self, params, critic: TrainState, obs, actions, next_obs, next_actions):
-        next_out = self.module.apply(critic.target_variables, next_obs, next_actions)
-        out = self.module.apply({"params": params, "batch_stats": critic.batch_stats}, obs, actions)
-        return out, next_out, critic.batch_stats
-
-
-class JointPass(NamedTuple):
-    """Batch-normalised critics (CrossQ/XQC): the target params and the online params each run one train-mode pass
-    over the joint batch [s; s'], [a; a']; the target's s' half bootstraps, the online s half is regressed, and only
-    the online pass's batch statistics are kept."""
-
-    module: nn.Module
-
-    def __call__(self, params, critic: TrainState, obs, actions, next_obs, next_actions):
-        from csil_lite.nets.critic import joint_forward
-
-        _, next_out, _ = joint_forward(self.module, critic.target_variables, obs, actions, next_obs, next_actions)
-        out, _, stats = joint_forward(self.module, {"params": params, "batch_stats": critic.batch_stats}, obs,
-                                      actions, next_obs, next_actions)
-        return out, next_out, stats
-
-
-CriticPass = Union[SeparatePasses, JointPass]

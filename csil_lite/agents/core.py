@@ -4,7 +4,7 @@ State is a pytree (`AgentState`, one `TrainState` per network); `update(state, b
 `utd` critic (+ reward refinement) steps run in `lax.scan` over the batch's leading axis, each followed by a Polyak
 step, then one actor step on the last batch.
 
-What differs between algorithms is resolved once, in `make_agent`, into components (`components.py`): the
+What differs between algorithms is resolved once, in `assembly.make_agent`, into components (`components.py`): the
 KL's prior, the KL estimator, the reward source and the critic (module + head). The update calls them and never
 looks at which algorithm it runs. The equations are in `losses.py`.
 
@@ -25,41 +25,26 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from csil_lite.agents.components import (
-    BCPrior,
-    CoherentReward,
-    CriticPass,
-    EnvironmentReward,
-    ExactKL,
-    JointPass,
-    KLEstimator,
-    MonteCarloKL,
-    Prior,
-    RewardSource,
-    SeparatePasses,
-    SparseReward,
-    UniformPrior,
-)
-from csil_lite.agents.losses import action_grad_penalty, actor_loss, critic_loss
+from csil_lite import obs as obs_lib
+from csil_lite.agents.components import KLEstimator, Prior, RewardSource
+from csil_lite.agents.critic import Critic
 from csil_lite.agents.state import AgentState, TrainState
 from csil_lite.config import AgentConfig
 from csil_lite.data.transitions import Transitions
 from csil_lite.distributions import tanh_normal
-from csil_lite.nets.critic import Critic, unit_fan_in
-from csil_lite.nets.heads import CategoricalHead, ScalarHead
+from csil_lite.losses import actor_loss, critic_loss
 
 
 class Agent(NamedTuple):
-    """Static pieces (modules, components, optimisers, numbers) closed over by the jitted functions."""
+    """Static pieces (modules, components, optimisers, numbers) closed over by the jitted functions.
+
+    Built from a configuration by `csil_lite.assembly.make_agent`; `resolve` fills in what the components compute
+    from the BC policy and the demonstrations (the coherent reward's shift, a categorical critic's support).
+    """
 
     config: AgentConfig
     policy: nn.Module
-    critic: nn.Module
-    head: ScalarHead | CategoricalHead
-    critic_pass: CriticPass
-    critic_project: Callable  # applied to the critic params at init and after every step (weight norm, or none)
-    critic_size: int
-    critic_member: nn.Module | None  # one member's module, for an ensemble built by `make_critic`
+    critic: Critic
     prior: Prior
     kl: KLEstimator
     reward: RewardSource
@@ -68,74 +53,29 @@ class Agent(NamedTuple):
     reward_optim: optax.GradientTransformation
     action_dim: int
 
+    def resolve(self, bc_params, demos: Transitions, key: jax.Array) -> tuple["Agent", jax.Array]:
+        """The agent with its components' setup resolved from the BC policy and the demonstrations, and the
+        demonstrations' rewards under the resolved reward (what SARSA pretraining regresses on)."""
+        demos = jax.tree.map(jnp.asarray, demos)
+        reward = self.reward.resolve(bc_params, demos)
+        demo_rewards = reward.of_batch(bc_params, demos)
+        critic = self.critic.resolve(reward, bc_params, demos, demo_rewards, self.config.gamma, key)
+        return self._replace(reward=reward, critic=critic), demo_rewards
 
-def _identity(params):
-    return params
+    def setup(self) -> dict:
+        """What `resolve` computed, as plain data (a run stores it; `with_setup` restores it without the data)."""
+        return {"reward": self.reward.setup(), "critic": self.critic.setup()}
 
-
-def critic_optimiser(lr: float, weight_decay: float, weight_norm: bool) -> optax.GradientTransformation:
-    """Adam; with `weight_decay` > 0, AdamW whose decay acts on what weight normalisation leaves free.
-
-    Batch norm makes the loss invariant to the scale of the kernel before it and the projection (`unit_fan_in`)
-    fixes that scale, but the batch-norm scales and biases and the output bias stay free. Under Adam each step
-    moves a param by about the learning rate whatever its gradient, so a param the loss keeps pushing one way
-    grows linearly (`benchmarks/soak_bn_wn.py`). Decoupled decay, theta <- theta - lr (u + lambda theta), keeps
-    |theta_i| below max(|theta_i(0)|, max|u| / lambda), u being Adam's normalised step. Without weight norm
-    every param is decayed (plain AdamW). Book: eq-ch6-decay.
-    """
-    if weight_decay == 0:
-        return optax.adam(lr)
-
-    def free(params):
-        return jax.tree_util.tree_map_with_path(
-            lambda path, _: not (weight_norm and getattr(path[-1], "key", None) == "kernel"), params)
-
-    return optax.adamw(lr, weight_decay=weight_decay, mask=free)
-
-
-def make_agent(config: AgentConfig, policy: nn.Module, critic: nn.Module | Critic, action_dim: int,
-               head: ScalarHead | CategoricalHead | None = None) -> Agent:
-    """Resolve the config's components once; `config.reward_shift` must already be a number or 'bound'.
-
-    `critic`: a `nets.critic.Critic` component (module, head, batch/weight norm, ensemble size), or a bare module
-    read by `head` (default: scalar).
-    """
-    if not isinstance(critic, Critic):
-        critic = Critic(critic, ScalarHead() if head is None else head)
-    prior = BCPrior(policy) if config.prior == "bc" else UniformPrior(action_dim)
-    kl = ExactKL(prior) if config.kl == "exact" else MonteCarloKL(prior)
-    if config.reward == "coherent":
-        reward = CoherentReward(policy, variant=config.reward_variant, scale=config.reward_scale,
-                                shift=config.numeric_shift, density=config.reward_density,
-                                refines=config.refine_reward, kl_weight=config.refine_kl_weight, n_demo=config.n_demo)
-    elif config.reward == "sparse":
-        reward = SparseReward()
-    else:
-        reward = EnvironmentReward()
-    return Agent(
-        config=config,
-        policy=policy,
-        critic=critic.module,
-        head=critic.head,
-        critic_pass=JointPass(critic.module) if critic.batch_norm else SeparatePasses(critic.module),
-        critic_project=unit_fan_in if critic.weight_norm else _identity,
-        critic_size=critic.size,
-        critic_member=critic.member,
-        prior=prior,
-        kl=kl,
-        reward=reward,
-        policy_optim=optax.adam(config.actor_lr),
-        critic_optim=critic_optimiser(config.critic_lr, config.critic_weight_decay, critic.weight_norm),
-        reward_optim=optax.sgd(config.reward_lr),
-        action_dim=action_dim,
-    )
+    def with_setup(self, values: dict) -> "Agent":
+        return self._replace(reward=self.reward.with_setup(values["reward"]),
+                             critic=self.critic.with_setup(values["critic"]))
 
 
 def init_state(agent: Agent, bc_params: dict, critic_params: dict) -> AgentState:
     """Actor, reward network and prior start from the BC variables; the critic (and its target) from
     `critic_params` (pretrained or not). Without a learned reward the reward network is empty."""
     reward_vars = bc_params if agent.reward.learned else {"params": {}}
-    critic_vars = {**critic_params, "params": agent.critic_project(critic_params["params"])}  # before the target copy
+    critic_vars = {**critic_params, "params": agent.critic.project(critic_params["params"])}  # before the target copy
     return AgentState(
         actor=TrainState.create(bc_params, agent.policy_optim),
         critic=TrainState.create(critic_vars, agent.critic_optim, target=True),
@@ -166,30 +106,6 @@ def sample_at(agent: Agent, latent: tuple[jax.Array, jax.Array], prior_latent, k
     return actions, agent.kl(mean, std, actions, prior_latent)
 
 
-def q_value(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    """Q(s, a) in eval mode (running batch statistics); the lower critic of an ensemble. Book: eq-ch6-twin."""
-    q = agent.head.value(agent.critic.apply(variables, obs, actions))
-    return jnp.min(q, axis=0) if agent.critic_size > 1 else q
-
-
-def gradient_penalty(agent: Agent, variables, obs: jax.Array, actions: jax.Array) -> jax.Array:
-    """The action-gradient penalty of every critic of the ensemble, summed.
-
-    With the ensemble's member module, each member's penalty runs that member's network alone (vmapped over
-    the members' variables); otherwise each member's penalty differentiates its output of the whole ensemble.
-    """
-    value = lambda o, a: agent.head.value(agent.critic.apply(variables, o, a))  # noqa: E731
-    if agent.critic_size == 1:
-        return action_grad_penalty(value, obs, actions)
-    if agent.critic_member is not None:
-        def member_penalty(member_variables):
-            q = lambda o, a: agent.head.value(agent.critic_member.apply(member_variables, o, a))  # noqa: E731
-            return action_grad_penalty(q, obs, actions)
-
-        return jnp.sum(jax.vmap(member_penalty)(variables))
-    return sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], obs, actions) for e in range(agent.critic_size))
-
-
 def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Transitions, key: jax.Array,
                      reward: jax.Array | None = None, latents: Latents | None = None):
     """Bellman loss of eq-ch5-online plus the gradient penalty on the batch's demonstration rows.
@@ -204,22 +120,23 @@ def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Tran
         latents = Latents(agent.policy.apply(state.actor.variables, batch.next_obs),
                           agent.prior.latent(state.prior, batch.next_obs))
     r = jax.lax.stop_gradient(reward)
+    critic, head = agent.critic, agent.critic.head
     next_a, next_kl = sample_at(agent, latents.policy, latents.prior, key)
-    out, next_out, batch_stats = agent.critic_pass(critic_params, state.critic, batch.obs, batch.action,
-                                                   batch.next_obs, next_a)
-    target = agent.head.bellman_target(r, batch.terminal, next_out, next_kl, gamma=cfg.gamma, beta=cfg.beta,
-                                       ceiling=agent.reward.value_ceiling(cfg.gamma))
-    bellman = critic_loss(agent.head, out, target)
+    out, next_out, batch_stats = critic.forward(critic_params, state.critic, batch.obs, batch.action,
+                                                batch.next_obs, next_a)
+    target = head.bellman_target(r, batch.terminal, next_out, next_kl, gamma=cfg.gamma, beta=cfg.beta,
+                                 ceiling=agent.reward.value_ceiling(cfg.gamma))
+    bellman = critic_loss(head, out, target)
     loss = bellman
     penalty = jnp.zeros(())
     if cfg.grad_penalty > 0 and cfg.n_demo > 0:
         demo = slice(0, cfg.n_demo)
         variables = {"params": critic_params, "batch_stats": state.critic.batch_stats}
-        penalty = gradient_penalty(agent, variables, batch.obs[demo], batch.action[demo])
+        penalty = critic.penalty(variables, obs_lib.take(batch.obs, demo), batch.action[demo])
         loss = loss + cfg.grad_penalty * penalty
-    metrics = {"critic_loss": bellman, "grad_penalty": penalty, "q": jnp.mean(agent.head.value(out)),
-               "reward": jnp.mean(r), "target": jnp.mean(agent.head.target_value(target))}
-    clipped = getattr(agent.head, "clipped_fraction", None)  # a categorical head: shifted atoms off its support
+    metrics = {"critic_loss": bellman, "grad_penalty": penalty, "q": jnp.mean(head.value(out)),
+               "reward": jnp.mean(r), "target": jnp.mean(head.target_value(target))}
+    clipped = getattr(head, "clipped_fraction", None)  # a categorical head: shifted atoms off its support
     if clipped is not None:
         metrics["clipped_frac"] = clipped(r, batch.terminal, next_kl, gamma=cfg.gamma, beta=cfg.beta)
     return loss, (metrics, batch_stats)
@@ -231,7 +148,7 @@ def actor_objective(agent: Agent, policy_params, state: AgentState, batch: Trans
     if prior_latent is None:
         prior_latent = agent.prior.latent(state.prior, batch.obs)
     actions, kl = sample_at(agent, agent.policy.apply(variables, batch.obs), prior_latent, key)
-    q = q_value(agent, state.critic.variables, batch.obs, actions)
+    q = agent.critic.value(state.critic.variables, batch.obs, actions)
     loss = actor_loss(q, kl, agent.config.beta)
     return loss, {"actor_loss": loss, "kl": jnp.mean(kl)}
 
@@ -249,7 +166,7 @@ def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Ar
         lambda p: critic_objective(agent, p, state, batch, key, r, latents),
         has_aux=True)(state.critic.params)
     critic = state.critic.apply_gradients(grads, batch_stats=batch_stats)
-    critic = critic.replace(params=agent.critic_project(critic.params)).update_target(agent.config.tau)
+    critic = critic.replace(params=agent.critic.project(critic.params)).update_target(agent.config.tau)
     return state._replace(critic=critic, reward=reward), {**metrics, **r_metrics}
 
 
@@ -266,47 +183,51 @@ def fixed_latents(agent: Agent, state: AgentState, batch: Transitions) -> tuple[
     every s' and at the actor step's s (the last batch's obs).
 
     Returns (Latents [utd, B, d_a], the prior's latent at the actor step's s)."""
-    utd = batch.obs.shape[0]
+    utd = batch.action.shape[0]
     policy = agent.policy.apply(state.actor.variables, batch.next_obs)
-    prior_obs = jnp.concatenate([batch.next_obs, batch.obs[-1:]])  # [utd + 1, B, obs]
+    prior_obs = obs_lib.concat([batch.next_obs, obs_lib.take(batch.obs, slice(-1, None))])  # [utd + 1, B, ...]
     prior = agent.prior.latent(state.prior, prior_obs)
     if prior is None:
         return Latents(policy, None), None
     return Latents(policy, jax.tree.map(lambda x: x[:utd], prior)), jax.tree.map(lambda x: x[utd], prior)
 
 
-def make_update(agent: Agent) -> Callable:
-    """jit(update(state, batch[utd, B], key, train_actor=True) -> (state, metrics)).
+def update(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, train_actor: bool = True):
+    """One update: `utd` critic (+ reward) steps in `lax.scan` over the batch's leading axis, each followed by a
+    Polyak step, then (with `train_actor`) one actor step on the last batch. Returns (state, mean metrics).
 
-    `train_actor=False` (static) runs only the critic and reward steps: the warm-up in which the critic learns the
-    value of the initial policy's own rollouts before the actor starts following its action-gradient.
+    `train_actor=False` runs only the critic and reward steps: the warm-up in which the critic learns the value
+    of the initial policy's own rollouts before the actor starts following its action-gradient.
     Book: eq-ch6-utd.
     """
+    if batch.action.ndim < 3:
+        raise ValueError(f"update expects a batch with a leading UTD axis [utd, B, ...], got actions "
+                         f"{batch.action.shape}")
+    keys = jax.random.split(key, batch.action.shape[0] + 1)
+    latents, prior_at_obs = fixed_latents(agent, state, batch)
 
-    def update(state: AgentState, batch: Transitions, key: jax.Array, train_actor: bool = True):
-        if batch.obs.ndim < 3:
-            raise ValueError(f"update expects a batch with a leading UTD axis [utd, B, ...], got obs {batch.obs.shape}")
-        keys = jax.random.split(key, batch.obs.shape[0] + 1)
-        latents, prior_at_obs = fixed_latents(agent, state, batch)
+    def body(s, xs):
+        return critic_step(agent, s, *xs)
 
-        def body(s, xs):
-            return critic_step(agent, s, *xs)
+    state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:], latents))
+    critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
+    if not train_actor:
+        return state, critic_metrics
+    last = jax.tree.map(lambda x: x[-1], batch)
+    state, a_metrics = actor_step(agent, state, last, keys[0], prior_at_obs)
+    return state, {**critic_metrics, **a_metrics}
 
-        state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:], latents))
-        critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
-        if not train_actor:
-            return state, critic_metrics
-        last = jax.tree.map(lambda x: x[-1], batch)
-        state, a_metrics = actor_step(agent, state, last, keys[0], prior_at_obs)
-        return state, {**critic_metrics, **a_metrics}
 
-    return jax.jit(update, static_argnames="train_actor")
+def make_update(agent: Agent) -> Callable:
+    """jit(update(state, batch[utd, B], key, train_actor=True) -> (state, metrics)) of `update` for this agent."""
+    return jax.jit(lambda state, batch, key, train_actor=True: update(agent, state, batch, key, train_actor),
+                   static_argnames="train_actor")
 
 
 def make_act(agent: Agent) -> Callable:
     """jit(act(policy_variables, obs, key, deterministic)): a sample for exploration, tanh(mean) for evaluation."""
 
-    def act(policy_variables, obs: jax.Array, key: jax.Array, deterministic: bool):
+    def act(policy_variables, obs, key: jax.Array, deterministic: bool):
         mean, std = agent.policy.apply(policy_variables, obs)
         if deterministic:
             return jnp.tanh(mean)
@@ -315,5 +236,4 @@ def make_act(agent: Agent) -> Callable:
     return jax.jit(act, static_argnums=3)
 
 
-__all__ = ["Agent", "AgentState", "CoherentReward", "EnvironmentReward", "TrainState", "init_state", "make_act",
-           "make_agent", "make_update", "sample_with_kl", "SparseReward"]
+__all__ = ["Agent", "AgentState", "TrainState", "init_state", "make_act", "make_update", "sample_with_kl"]

@@ -81,7 +81,7 @@ def _lowdim(obs: Mapping[str, np.ndarray]) -> np.ndarray | None:
 
     if not all(k in obs for k in STATE_KEYS):
         return None
-    from csil_lite.data.transitions import flatten_obs
+    from csil_lite.obs import flatten_obs
 
     return flatten_obs(obs, STATE_KEYS)
 

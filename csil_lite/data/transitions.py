@@ -8,26 +8,42 @@ them with the next episode's first action (a quirk of the reference code that we
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
+import jax
 import numpy as np
+
+from csil_lite import obs as obs_lib
+from csil_lite.obs import flatten_obs  # noqa: F401  (re-exported: data.flatten_obs)
 
 
 class Transitions(NamedTuple):
-    obs: np.ndarray  # [N, obs_dim] float32
+    """Rows of transitions. `obs`/`next_obs` are observation pytrees (`csil_lite.obs`): an array [N, obs_dim]
+    for states, or a dict of named arrays [N, ...] each with its own dtype (uint8 images stay uint8)."""
+
+    obs: Any  # [N, obs_dim] float32, or a dict of [N, ...] arrays
     action: np.ndarray  # [N, act_dim] float32 in [-1, 1]
     reward: np.ndarray  # [N] float32 (environment reward; CSIL never learns from it)
-    next_obs: np.ndarray  # [N, obs_dim]
+    next_obs: Any  # like obs
     next_action: np.ndarray  # [N, act_dim]; zeros where last == 1
     terminal: np.ndarray  # [N] float32, 1 = absorbing end, do not bootstrap
     last: np.ndarray  # [N] float32, 1 = final step of its episode (terminal or time-out)
 
     @property
     def size(self) -> int:
-        return int(self.obs.shape[0])
+        return int(self.action.shape[0])
+
+    @property
+    def obs_spec(self) -> Any:
+        """The observation pytree's per-leaf (shape, dtype) without the batch axis."""
+        return obs_lib.spec_of(self.obs)
 
     @property
     def obs_dim(self) -> int:
+        """Width of a flat (array) observation; a dict observation has no single width."""
+        if not hasattr(self.obs, "shape"):
+            raise TypeError(f"obs_dim: the observations are a {type(self.obs).__name__} of arrays "
+                            f"{obs_lib.shapes(self.obs)}, not one array")
         return int(self.obs.shape[-1])
 
     @property
@@ -35,29 +51,15 @@ class Transitions(NamedTuple):
         return int(self.action.shape[-1])
 
     def take(self, idx: np.ndarray) -> "Transitions":
-        """Rows `idx` of every field (numpy fancy indexing)."""
-        return Transitions(*(f[idx] for f in self))
-
-
-def flatten_obs(obs: Mapping[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
-    """Concatenate named observation arrays in the declared key order along the last axis.
-
-    Raises a KeyError naming the missing key and the keys that are present: a silent reordering or a missing
-    object pose would train a policy on the wrong inputs.
-    """
-    missing = [k for k in keys if k not in obs]
-    if missing:
-        raise KeyError(f"observation keys {missing} missing; present: {sorted(obs)}")
-    parts = [np.asarray(obs[k], dtype=np.float32) for k in keys]
-    lead = parts[0].shape[:-1] if parts[0].ndim > 0 else ()
-    parts = [p.reshape(*lead, -1) if p.ndim > len(lead) else p.reshape(*lead, 1) for p in parts]
-    return np.concatenate(parts, axis=-1)
+        """Rows `idx` of every field (numpy fancy indexing), observation pytrees included."""
+        return jax.tree.map(lambda f: f[idx], self)
 
 
 def episodes_to_transitions(episodes: Sequence[Mapping[str, np.ndarray]]) -> Transitions:
     """Build `Transitions` from episodes, each a mapping with
 
-    - `obs` [T, obs_dim], `actions` [T, act_dim], `next_obs` [T, obs_dim],
+    - `obs` [T, obs_dim], `actions` [T, act_dim], `next_obs` [T, obs_dim] (or observation dicts of [T, ...]
+      arrays: float leaves become float32, integer ones such as uint8 images keep their dtype),
     - optional `rewards` [T] (default 0) and `terminal` (bool, default False: the episode was cut by a
       time limit or by success-based early stopping, so its last transition still bootstraps).
     """
@@ -65,16 +67,14 @@ def episodes_to_transitions(episodes: Sequence[Mapping[str, np.ndarray]]) -> Tra
         raise ValueError("episodes_to_transitions: no episodes given")
     fields: dict[str, list[np.ndarray]] = {k: [] for k in Transitions._fields}
     for i, ep in enumerate(episodes):
-        obs = np.asarray(ep["obs"], np.float32)
+        obs, nxt = _obs_arrays(ep["obs"]), _obs_arrays(ep["next_obs"])
         act = np.asarray(ep["actions"], np.float32)
-        nxt = np.asarray(ep["next_obs"], np.float32)
         t = act.shape[0]
         if t == 0:
             raise ValueError(f"episode {i} is empty")
-        if obs.shape[0] != t or nxt.shape[0] != t:
-            raise ValueError(
-                f"episode {i}: obs {obs.shape}, actions {act.shape}, next_obs {nxt.shape} differ in length"
-            )
+        if any(np.shape(x)[0] != t for x in jax.tree.leaves((obs, nxt))):
+            raise ValueError(f"episode {i}: obs {obs_lib.shapes(obs)}, actions {act.shape}, next_obs "
+                             f"{obs_lib.shapes(nxt)} differ in length")
         rew = np.asarray(ep.get("rewards", np.zeros(t)), np.float32).reshape(t)
         last = np.zeros(t, np.float32)
         last[-1] = 1.0
@@ -85,4 +85,12 @@ def episodes_to_transitions(episodes: Sequence[Mapping[str, np.ndarray]]) -> Tra
             obs=obs, action=act, reward=rew, next_obs=nxt, next_action=next_act, terminal=term, last=last
         ).items():
             fields[k].append(v)
-    return Transitions(**{k: np.concatenate(v, axis=0) for k, v in fields.items()})
+    return Transitions(**{k: obs_lib.concat(v, xp=np) for k, v in fields.items()})
+
+
+def _obs_arrays(obs: Any) -> Any:
+    """An observation pytree as numpy arrays: floats as float32, other dtypes (uint8 images) kept."""
+    def one(x):
+        x = np.asarray(x)
+        return x.astype(np.float32) if x.dtype.kind == "f" else x
+    return jax.tree.map(one, obs)

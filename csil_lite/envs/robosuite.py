@@ -51,7 +51,7 @@ from typing import Any, Iterator, Sequence
 import gymnasium as gym
 import numpy as np
 
-from csil_lite.data.transitions import flatten_obs
+from csil_lite.obs import flatten_obs
 
 STATE_KEYS: tuple[str, ...] = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
 # What robomimic 0.3.0's EnvRobosuite.get_observation (and so dataset_states_to_obs.py) writes as low-dim

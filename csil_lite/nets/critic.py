@@ -1,4 +1,6 @@
-"""Critics: a module that maps (s, a) to a raw output, and a head that says what that output means.
+"""Critic networks: modules that map (s, a) to a raw output (a head, `nets.heads`, says what it means).
+
+The critic *component* (module, head, passes, ensemble, penalty, support) is `agents.critic.Critic`.
 
 The CSIL default is one LayerNorm MLP (not twin critics): Linear -> LayerNorm -> tanh -> Linear -> ELU -> Linear(1),
 with a scalar head. Everything that uses a critic (the Bellman loss, the gradient penalty, the actor loss, SARSA
@@ -11,26 +13,33 @@ pretraining) goes through the head's protocol:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from csil_lite.nets.heads import CategoricalHead, ScalarHead
+from csil_lite import obs as obs_lib
 from csil_lite.nets.layers import MLP
+
+
+def critic_input(encoder: nn.Module | None, obs, action: jax.Array) -> jax.Array:
+    """[features(s), a]: the encoder's features of the observation pytree next to the action."""
+    features = obs if encoder is None else encoder(obs)
+    if features.shape[:-1] != action.shape[:-1]:
+        raise ValueError(f"critic: obs batch shape {features.shape[:-1]} != action batch shape {action.shape[:-1]}")
+    return jnp.concatenate([features, action], axis=-1)
 
 
 class LayerNormCritic(nn.Module):
     hidden: Sequence[int] = (256, 256)
     outputs: int = 1
+    encoder: nn.Module | None = None  # observation pytree -> features (`nets.encoders`); None: obs are features
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, obs, action: jax.Array, train: bool = False) -> jax.Array:
         """`train` is accepted for a common call signature with `NormalisedCritic`; LayerNorm has no mode."""
-        if obs.shape[:-1] != action.shape[:-1]:
-            raise ValueError(f"critic: obs batch shape {obs.shape[:-1]} != action batch shape {action.shape[:-1]}")
-        x = jnp.concatenate([obs, action], axis=-1)
+        x = critic_input(self.encoder, obs, action)
         out = MLP((*self.hidden, self.outputs), layer_norm=True)(x)
         return out[..., 0] if self.outputs == 1 else out
 
@@ -54,16 +63,15 @@ class NormalisedCritic(nn.Module):
     hidden: Sequence[int] = (256, 256)
     norm: str = "batch_weight"
     outputs: int = 1
+    encoder: nn.Module | None = None  # observation pytree -> features (`nets.encoders`); None: obs are features
 
     @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, obs, action: jax.Array, train: bool = False) -> jax.Array:
         if self.norm not in NORMALISATIONS:
             raise ValueError(f"NormalisedCritic.norm must be one of {NORMALISATIONS}, got {self.norm!r}")
-        if obs.shape[:-1] != action.shape[:-1]:
-            raise ValueError(f"critic: obs batch shape {obs.shape[:-1]} != action batch shape {action.shape[:-1]}")
         batch_norm = self.norm in ("batch", "batch_weight")
         bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3)  # noqa: E731
-        x = jnp.concatenate([obs, action], axis=-1)
+        x = critic_input(self.encoder, obs, action)
         if batch_norm:
             x = bn()(x)
         for size in self.hidden:
@@ -111,8 +119,8 @@ def joint_forward(module: nn.Module, variables: dict, obs, action, next_obs, nex
     half its own, on inconsistent scales); returns (out, out_next, new batch_stats).
     Book: eq-ch6-joint.
     """
-    n = obs.shape[0]
-    out, updates = module.apply(variables, jnp.concatenate([obs, next_obs]), jnp.concatenate([action, next_action]),
+    n = action.shape[0]
+    out, updates = module.apply(variables, obs_lib.concat([obs, next_obs]), jnp.concatenate([action, next_action]),
                                 train, mutable=["batch_stats"])
     split = (lambda x: (x[..., :n, :], x[..., n:, :])) if out.ndim >= 2 and module_outputs(module) > 1 \
         else (lambda x: (x[..., :n], x[..., n:]))
@@ -122,48 +130,3 @@ def joint_forward(module: nn.Module, variables: dict, obs, action, next_obs, nex
 
 def module_outputs(module: nn.Module) -> int:
     return int(getattr(module, "outputs", 1))
-
-
-class Critic(NamedTuple):
-    """A critic component: the module, the head that reads its output, and how it is trained.
-
-    `batch_norm`: the module keeps batch statistics, so the Bellman loss runs one joint train-mode pass over
-    [s; s'] (`joint_forward`); `weight_norm`: the kernels are projected to unit fan-in norm (`unit_fan_in`) at
-    initialisation and after every optimiser step; `size`: the ensemble size (outputs get a leading axis if
-    > 1); `member`: for an ensemble, one copy's module, which `apply`s to one member's variables (the
-    ensemble's, indexed on axis 0): per-member terms such as the gradient penalty run each member alone.
-    """
-
-    module: nn.Module
-    head: ScalarHead | CategoricalHead
-    batch_norm: bool = False
-    weight_norm: bool = False
-    size: int = 1
-    member: nn.Module | None = None
-
-
-def make_critic(hidden: Sequence[int], norm: str = "layer", head: str = "scalar", ensemble: int = 1,
-                atoms: Sequence[float] | None = None) -> Critic:
-    """The critic component of a configuration: normalisation x head x ensemble size.
-
-    'layer' is the reference's `LayerNormCritic`; the others are `NormalisedCritic`s. A categorical head needs its
-    `atoms` (e.g. `heads.quantile_support` of the demonstrations' returns).
-    """
-    if head == "scalar":
-        head_ = ScalarHead()
-    elif head == "categorical":
-        if atoms is None or len(atoms) < 2:
-            raise ValueError("make_critic: a categorical head needs its support `atoms` (at least 2)")
-        head_ = CategoricalHead(tuple(float(a) for a in atoms))
-    else:
-        raise ValueError(f"unknown critic head {head!r}; choose 'scalar' or 'categorical'")
-    outputs = 1 if head == "scalar" else len(head_.atoms)
-    if norm == "layer":
-        cls, kwargs = LayerNormCritic, dict(hidden=tuple(hidden), outputs=outputs)
-    elif norm in NORMALISATIONS:
-        cls, kwargs = NormalisedCritic, dict(hidden=tuple(hidden), norm=norm, outputs=outputs)
-    else:
-        raise ValueError(f"unknown critic normalisation {norm!r}; choose from {NORMALISATIONS}")
-    module = cls(**kwargs) if ensemble == 1 else critic_ensemble(cls, ensemble, **kwargs)
-    return Critic(module, head_, batch_norm=norm in ("batch", "batch_weight"), weight_norm=norm == "batch_weight",
-                  size=ensemble, member=cls(**kwargs) if ensemble > 1 else None)

@@ -20,6 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from csil_lite.losses import soft_bellman_target
+
+
+def ensemble_min(q: jax.Array, batch_ndim: int = 1) -> jax.Array:
+    """The lower of an ensemble's Q-values (a leading ensemble axis beyond `batch_ndim`), or Q itself.
+    Book: eq-ch6-twin."""
+    return jnp.min(q, axis=0) if q.ndim > batch_ndim else q
+
 
 def _reduce_ensemble(per_critic: jax.Array, batch_ndim: int) -> jax.Array:
     """Sum a per-critic quantity over a leading ensemble axis, if there is one."""
@@ -28,6 +36,13 @@ def _reduce_ensemble(per_critic: jax.Array, batch_ndim: int) -> jax.Array:
 
 class ScalarHead(NamedTuple):
     """The critic's output is Q itself; the loss is the squared Bellman error."""
+
+    def setup(self) -> dict:
+        """What preparation resolved (nothing for a scalar head): stored with a run, read by `with_setup`."""
+        return {}
+
+    def with_setup(self, values: dict) -> "ScalarHead":
+        return self
 
     def value(self, out: jax.Array) -> jax.Array:
         return out
@@ -42,18 +57,11 @@ class ScalarHead(NamedTuple):
 
     def sarsa_target(self, reward, terminal, next_out, gamma: float) -> jax.Array:
         """eq-ch5-sarsa's y = r + gamma (1 - d) Qbar(s', a'_demo) (the lower critic of an ensemble)."""
-        next_q = self.value(next_out)
-        if next_q.ndim == 2:
-            next_q = jnp.min(next_q, axis=0)
-        return reward + gamma * (1.0 - terminal) * next_q
+        return reward + gamma * (1.0 - terminal) * ensemble_min(self.value(next_out))
 
     def bellman_target(self, reward, terminal, next_out, next_kl, *, gamma: float, beta: float, ceiling: float):
-        from csil_lite.agents.losses import soft_bellman_target  # the equation lives with the other losses
-
-        next_q = self.value(next_out)
-        if next_q.ndim == 2:  # an ensemble: the lower target critic
-            next_q = jnp.min(next_q, axis=0)
-        return soft_bellman_target(reward, terminal, next_q, next_kl, gamma=gamma, beta=beta, ceiling=ceiling)
+        return soft_bellman_target(reward, terminal, ensemble_min(self.value(next_out)), next_kl, gamma=gamma,
+                                   beta=beta, ceiling=ceiling)
 
 
 def project(values: jax.Array, probs: jax.Array, atoms: jax.Array) -> jax.Array:
@@ -82,6 +90,13 @@ class CategoricalHead(NamedTuple):
     @property
     def support(self) -> jax.Array:
         return jnp.asarray(self.atoms, jnp.float32)
+
+    def setup(self) -> dict:
+        """The resolved support, stored with a run (`with_setup` reads it back)."""
+        return {"atoms": list(self.atoms)}
+
+    def with_setup(self, values: dict) -> "CategoricalHead":
+        return CategoricalHead(tuple(float(a) for a in values["atoms"]))
 
     def value(self, out: jax.Array) -> jax.Array:
         return jnp.sum(jax.nn.softmax(out, axis=-1) * self.support, axis=-1)

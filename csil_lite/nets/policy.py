@@ -42,6 +42,11 @@ def _slab_bounds(d: int) -> list[int]:
     return [round(c * d / k) for c in range(k + 1)]
 
 
+def _encode(encoder: nn.Module | None, obs):
+    """The features a network reads: its encoder's output, or `obs` itself for a network built without one."""
+    return obs if encoder is None else encoder(obs)
+
+
 def _check_obs(obs: jax.Array, name: str) -> None:
     if obs.ndim < 1:
         raise ValueError(f"{name}: observations must have a feature axis, got shape {obs.shape}")
@@ -64,6 +69,7 @@ class HetStatPolicy(nn.Module):
     init_log_input_scale: float = -5.0
     prior_variance: float = PRIOR_VARIANCE
     min_variance: float = MIN_VARIANCE
+    encoder: nn.Module | None = None  # observation pytree -> features (`nets.encoders`); None: obs are features
 
     def setup(self) -> None:
         if self.features % 2:
@@ -109,7 +115,8 @@ class HetStatPolicy(nn.Module):
         )
         return jnp.sqrt(self.prior_variance) * jnp.tanh(jnp.sqrt(self.min_variance + var))
 
-    def __call__(self, obs: jax.Array, detach_std_features: bool = False) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, obs, detach_std_features: bool = False) -> tuple[jax.Array, jax.Array]:
+        obs = _encode(self.encoder, obs)
         _check_obs(obs, "HetStatPolicy")
         f = self.stationary_features(obs)
         mean = f @ self.mean_weights
@@ -133,9 +140,11 @@ class MLPPolicy(nn.Module):
     hidden: Sequence[int] = (256, 256)
     layer_norm: bool = False
     min_variance: float = MIN_VARIANCE
+    encoder: nn.Module | None = None  # observation pytree -> features (`nets.encoders`); None: obs are features
 
     @nn.compact
-    def __call__(self, obs: jax.Array, detach_std_features: bool = False) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, obs, detach_std_features: bool = False) -> tuple[jax.Array, jax.Array]:
+        obs = _encode(self.encoder, obs)
         _check_obs(obs, "MLPPolicy")
         h = MLP(tuple(self.hidden), activate_final=True, layer_norm=self.layer_norm)(obs)
         dense = lambda name: nn.Dense(  # noqa: E731

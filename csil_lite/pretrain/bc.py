@@ -26,6 +26,8 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from csil_lite import obs as obs_lib
+from csil_lite.checkpoints import Checkpoints
 from csil_lite.distributions import tanh_normal
 
 Loss = Literal["faithful", "nll", "mse"]
@@ -44,11 +46,11 @@ class BCResult(NamedTuple):
 
 
 def bc_loss(
-    policy: nn.Module, params, obs: jax.Array, actions: jax.Array, kind: Loss = "faithful"
+    policy: nn.Module, params, obs, actions: jax.Array, kind: Loss = "faithful"
 ) -> tuple[jax.Array, dict]:
-    """BC loss on a batch; returns (loss, metrics)."""
-    if obs.shape[0] != actions.shape[0]:
-        raise ValueError(f"bc_loss: {obs.shape[0]} observations but {actions.shape[0]} actions")
+    """BC loss on a batch (`obs` an observation pytree); returns (loss, metrics)."""
+    if obs_lib.size(obs) != actions.shape[0]:
+        raise ValueError(f"bc_loss: {obs_lib.size(obs)} observations but {actions.shape[0]} actions")
     mean, std = policy.apply(params, obs, detach_std_features=(kind == "faithful"))
     mse = jnp.mean(jnp.square(jnp.tanh(mean) - actions))
     if kind == "faithful":
@@ -65,38 +67,53 @@ def bc_loss(
     return loss, {"mse": mse, "nll": nll, "std": jnp.mean(std)}
 
 
-def scan_in_chunks(step: Callable, carry, key: jax.Array, steps: int, *, chunk: int, desc: str, progress: bool):
-    """Run `steps` iterations of `step(carry, key) -> (carry, loss)` as jitted `lax.scan` chunks.
+def scan_in_chunks(step: Callable, carry, key: jax.Array, steps: int, *, chunk: int, desc: str, progress: bool,
+                   data=(), checkpoint_dir=None):
+    """Run `steps` iterations of `step(carry, key, data) -> (carry, loss)` as jitted `lax.scan` chunks.
 
-    Chunking lets a progress bar advance between compiled blocks; returns (carry, per-step losses).
+    Chunking lets a progress bar advance between compiled blocks; returns (carry, per-step losses). `data` (a
+    pytree the steps read, e.g. the dataset) is an argument of the compiled chunk, not part of the carry.
+    `checkpoint_dir`: after every chunk the carry, the key and the losses so far are saved there
+    (`checkpoints.Checkpoints`); a later call with the same directory resumes from the newest, so a killed run
+    continues where it stopped and ends with the same numbers.
     """
-    run = jax.jit(lambda c, keys: jax.lax.scan(step, c, keys))
+    run = jax.jit(lambda c, keys, d: jax.lax.scan(lambda cc, k: step(cc, k, d), c, keys))
     losses, done = [], 0
-    with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
+    ckpt = None if checkpoint_dir is None else Checkpoints(checkpoint_dir)
+    if ckpt is not None and ckpt.latest() is not None:
+        like = {"carry": carry, "key": key, "losses": np.zeros(ckpt.latest(), np.float32)}
+        saved, _ = ckpt.restore(like)
+        carry, key, losses, done = saved["carry"], jnp.asarray(saved["key"]), [np.asarray(saved["losses"])], ckpt.latest()
+    with tqdm(total=steps, initial=done, desc=desc, disable=not progress, leave=False) as bar:
         while done < steps:
             n = min(chunk, steps - done)
             key, sub = jax.random.split(key)
-            carry, chunk_losses = run(carry, jax.random.split(sub, n))
+            carry, chunk_losses = run(carry, jax.random.split(sub, n), data)
             losses.append(np.asarray(chunk_losses))
             done += n
             bar.update(n)
             bar.set_postfix(loss=f"{float(chunk_losses[-1]):.3f}")
+            if ckpt is not None:
+                ckpt.save(done, {"carry": carry, "key": key, "losses": np.concatenate(losses)})
+    if ckpt is not None:
+        ckpt.close()
     return carry, (np.concatenate(losses) if losses else np.zeros(0))
 
 
 def make_bc_step(
     policy: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, kind: Loss = "faithful"
 ) -> Callable:
-    """One SGD step on a uniformly sampled (with replacement) minibatch of the in-memory dataset."""
+    """One SGD step on a uniformly sampled (with replacement) minibatch of the dataset `data` = (obs, actions)."""
 
-    def step(carry, key):
-        params, opt_state, obs, actions = carry
-        idx = jax.random.randint(key, (batch_size,), 0, obs.shape[0])
+    def step(carry, key, data):
+        params, opt_state = carry
+        obs, actions = data
+        idx = jax.random.randint(key, (batch_size,), 0, actions.shape[0])
         (loss, _), grads = jax.value_and_grad(bc_loss, argnums=1, has_aux=True)(
-            policy, params, obs[idx], actions[idx], kind
+            policy, params, obs_lib.take(obs, idx), actions[idx], kind
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, obs, actions), loss
+        return (optax.apply_updates(params, updates), opt_state), loss
 
     return step
 
@@ -115,18 +132,22 @@ def train_bc(
     params=None,
     chunk: int = 500,
     progress: bool = True,
+    checkpoint_dir=None,
 ) -> BCResult:
     """Fit `policy` to (obs, actions) with Adam; returns the params and the per-step loss curve.
 
     Actions must lie in [-1, 1] (the tanh squashing cannot represent anything else). `action_margin` > 0 fits
     them clipped to +-(1 - action_margin) (see the module docstring: saturated targets drive the std to its
-    ceiling).
+    ceiling). `obs` is an observation pytree (`csil_lite.obs`; float leaves become float32, uint8 images stay
+    uint8). `checkpoint_dir`: checkpoint every chunk there and resume from it (`scan_in_chunks`).
     """
-    obs = jnp.asarray(obs, jnp.float32)
+    obs = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if np.asarray(x).dtype.kind == "f" else jnp.asarray(x),
+                       obs)
     actions = jnp.asarray(actions, jnp.float32)
-    if obs.ndim != 2 or actions.ndim != 2 or obs.shape[0] != actions.shape[0]:
-        raise ValueError(f"train_bc: expected obs [N, obs_dim] and actions [N, act_dim], got {obs.shape}, {actions.shape}")
-    if obs.shape[0] == 0:
+    if actions.ndim != 2 or any(np.ndim(x) < 2 or x.shape[0] != actions.shape[0] for x in jax.tree.leaves(obs)):
+        raise ValueError(f"train_bc: expected obs [N, ...] and actions [N, act_dim], got {obs_lib.shapes(obs)}, "
+                         f"{actions.shape}")
+    if actions.shape[0] == 0:
         raise ValueError("train_bc: empty dataset")
     if float(jnp.max(jnp.abs(actions))) > 1.0 + 1e-6:
         raise ValueError(f"train_bc: actions must lie in [-1, 1], max |a| = {float(jnp.max(jnp.abs(actions))):.4f}")
@@ -136,10 +157,11 @@ def train_bc(
     key = jax.random.PRNGKey(seed)
     init_key, key = jax.random.split(key)
     if params is None:
-        params = policy.init(init_key, obs[:1])
+        params = policy.init(init_key, obs_lib.take(obs, slice(0, 1)))
     optimizer = optax.adam(learning_rate)
     step = make_bc_step(policy, optimizer, batch_size, loss)
 
-    carry, losses = scan_in_chunks(step, (params, optimizer.init(params), obs, actions), key, steps,
-                                   chunk=chunk, desc=f"BC ({loss})", progress=progress)
+    carry, losses = scan_in_chunks(step, (params, optimizer.init(params)), key, steps, chunk=chunk,
+                                   desc=f"BC ({loss})", progress=progress, data=(obs, actions),
+                                   checkpoint_dir=checkpoint_dir)
     return BCResult(params=carry[0], losses=losses)

@@ -1,0 +1,140 @@
+"""From a configuration to components: the one place where the configuration's strings are read.
+
+`make_agent(cfg, obs_spec, action_dim)` turns a `RunConfig` (its `agent` and `nets` sections) into an
+`agents.Agent`: the encoder, the policy network, the critic component (network x head x ensemble x passes x
+projection x support), the KL's prior, the KL estimator and the reward source. Every choice is a lookup in one
+of the tables below, so a new variant is a new entry, never an `if` in the update, the pretraining or the loop.
+What the components compute from data (the coherent reward's shift, a categorical support) they resolve
+themselves (`Agent.resolve`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import optax
+
+from csil_lite import obs as obs_lib
+from csil_lite.agents.components import (
+    BCPrior,
+    CoherentReward,
+    EnvironmentReward,
+    ExactKL,
+    MonteCarloKL,
+    SparseReward,
+    UniformPrior,
+)
+from csil_lite.agents.core import Agent
+from csil_lite.agents.critic import Critic, QuantileSupport
+from csil_lite.config import AgentConfig, NetworkConfig, RunConfig
+from csil_lite.nets.critic import NORMALISATIONS, LayerNormCritic, NormalisedCritic, critic_ensemble
+from csil_lite.nets.encoders import Flatten
+from csil_lite.nets.heads import CategoricalHead, ScalarHead
+from csil_lite.nets.policy import HetStatPolicy, MLPPolicy
+
+ENCODERS: dict[str, Callable[[Any], nn.Module]] = {
+    "flatten": lambda spec: Flatten(event_ndims=tuple(len(s.shape) for s in
+                                                      jax.tree.leaves(spec, is_leaf=obs_lib.is_spec))),
+}
+POLICIES: dict[str, type[nn.Module]] = {"hetstat": HetStatPolicy, "mlp": MLPPolicy}
+PRIORS: dict[str, Callable] = {"bc": lambda policy, action_dim: BCPrior(policy),
+                               "uniform": lambda policy, action_dim: UniformPrior(action_dim)}
+KLS: dict[str, Callable] = {"mc": MonteCarloKL, "exact": ExactKL}
+REWARDS: dict[str, Callable[[AgentConfig, nn.Module], Any]] = {
+    "coherent": lambda c, policy: CoherentReward(
+        policy, variant=c.reward_variant, scale=c.reward_scale,
+        shift=None if c.reward_shift in ("bound", "demos") else float(c.reward_shift), density=c.reward_density,
+        refines=c.refine_reward, kl_weight=c.refine_kl_weight, n_demo=c.n_demo,
+        shift_from_demos=c.reward_shift == "demos"),
+    "env": lambda c, policy: EnvironmentReward(),
+    "sparse": lambda c, policy: SparseReward(),
+}
+
+
+def _choose(table: dict, name: str, what: str):
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {what} {name!r}; choose from {tuple(table)}") from None
+
+
+def make_encoder(name: str, obs_spec: Any) -> nn.Module:
+    """The encoder component `name` for observations of per-leaf spec `obs_spec` (`csil_lite.obs.spec_of`)."""
+    return _choose(ENCODERS, name, "encoder")(obs_spec)
+
+
+def make_policy(nets: NetworkConfig, action_dim: int, obs_spec: Any) -> nn.Module:
+    """The policy network of `nets` (HetStat or MLP), reading observations of `obs_spec` through its encoder."""
+    cls = _choose(POLICIES, nets.policy, "policy")
+    return cls(action_dim=action_dim, encoder=make_encoder(nets.encoder, obs_spec), **nets.policy_kwargs())
+
+
+def make_critic(hidden: Sequence[int], norm: str = "layer", head: str = "scalar", ensemble: int = 1,
+                atoms: Sequence[float] | None = None, *, n_atoms: int = 101, v_min: float | None = -8.0,
+                v_max: float = 0.0, encoder: nn.Module | None = None) -> Critic:
+    """The critic component: normalisation x head x ensemble size.
+
+    'layer' is the reference's `LayerNormCritic`; the others are `NormalisedCritic`s. A categorical head takes
+    its `atoms` if given (`n_atoms` = their number), else resolves them from the demonstrations
+    (`QuantileSupport(n_atoms, v_min, v_max)`, `v_min=None`: the reward's floor) in `Agent.resolve`.
+    """
+    support = None
+    if head == "scalar":
+        head_, outputs = ScalarHead(), 1
+    elif head == "categorical":
+        if atoms is not None:
+            if len(atoms) < 2:
+                raise ValueError("make_critic: a categorical support needs at least 2 atoms")
+            head_ = CategoricalHead(tuple(float(a) for a in atoms))
+        else:
+            head_, support = CategoricalHead(()), QuantileSupport(n_atoms, v_min, v_max)
+        outputs = len(atoms) if atoms is not None else n_atoms
+    else:
+        raise ValueError(f"unknown critic head {head!r}; choose 'scalar' or 'categorical'")
+    if norm not in NORMALISATIONS:
+        raise ValueError(f"unknown critic normalisation {norm!r}; choose from {NORMALISATIONS}")
+    if norm == "layer":
+        cls, kwargs = LayerNormCritic, dict(hidden=tuple(hidden), outputs=outputs, encoder=encoder)
+    else:
+        cls, kwargs = NormalisedCritic, dict(hidden=tuple(hidden), norm=norm, outputs=outputs, encoder=encoder)
+    module = cls(**kwargs) if ensemble == 1 else critic_ensemble(cls, ensemble, **kwargs)
+    return Critic(module, head_, batch_norm=norm in ("batch", "batch_weight"), weight_norm=norm == "batch_weight",
+                  size=ensemble, member=cls(**kwargs) if ensemble > 1 else None, support=support)
+
+
+def critic_of(nets: NetworkConfig, obs_spec: Any) -> Critic:
+    """The critic component of `nets`, reading observations of `obs_spec` through its encoder."""
+    v_min = None if nets.critic_v_min == "floor" else float(nets.critic_v_min)
+    return make_critic(nets.critic_hidden, nets.critic_norm, nets.critic_head, nets.critic_ensemble,
+                       n_atoms=nets.critic_atoms, v_min=v_min, v_max=nets.critic_v_max,
+                       encoder=make_encoder(nets.encoder, obs_spec))
+
+
+def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim: int) -> Agent:
+    """The agent of `config`'s components around a given policy network and critic component."""
+    prior = PRIORS[config.prior](policy, action_dim)
+    return Agent(
+        config=config,
+        policy=policy,
+        critic=critic,
+        prior=prior,
+        kl=KLS[config.kl](prior),
+        reward=REWARDS[config.reward](config, policy),
+        policy_optim=optax.adam(config.actor_lr),
+        critic_optim=critic.optimiser(config.critic_lr, config.critic_weight_decay),
+        reward_optim=optax.sgd(config.reward_lr),
+        action_dim=action_dim,
+    )
+
+
+def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
+    """The agent a run configures, for observations of `obs_spec` and `action_dim` actions (components not yet
+    resolved: call `Agent.resolve` with the BC params and the demonstrations, or `with_setup` on a resume)."""
+    return agent_of(cfg.agent, make_policy(cfg.nets, action_dim, obs_spec), critic_of(cfg.nets, obs_spec),
+                    action_dim)
+
+
+__all__ = ["ENCODERS", "KLS", "POLICIES", "PRIORS", "REWARDS", "agent_of", "critic_of", "make_agent",
+           "make_critic", "make_encoder", "make_policy"]

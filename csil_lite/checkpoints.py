@@ -1,0 +1,57 @@
+"""Checkpoints through orbax's `CheckpointManager`: each save is written aside and renamed into place when
+complete (atomic finalisation), and the newest `keep` are kept, so a kill at any moment leaves the previous
+checkpoint whole. A checkpoint is a pytree of arrays (restored into the structure of a `like` pytree, or as
+plain dicts without one) plus a small JSON dict.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+# orbax logs every save and restore at INFO through absl; a training bar is enough.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class Checkpoints:
+    """The numbered checkpoints of one directory (numbers: the step each was taken at)."""
+
+    def __init__(self, directory: str | Path, keep: int = 2):
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                                 enable_async_checkpointing=False))
+
+    def latest(self) -> int | None:
+        """The newest complete checkpoint's step (None: none yet)."""
+        return self._manager.latest_step()
+
+    def save(self, step: int, tree: Any, meta: dict | None = None) -> None:
+        """Save `tree` (arrays) and `meta` (JSON) as checkpoint `step`; a step already saved is kept as it is."""
+        if step in self._manager.all_steps():
+            return
+        self._manager.save(step, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
+                                                         meta=ocp.args.JsonSave(meta or {})))
+        self._manager.wait_until_finished()
+
+    def restore(self, like: Any = None, step: int | None = None, *, meta_only: bool = False) -> tuple[Any, dict]:
+        """(tree, meta) of checkpoint `step` (default: the newest); `like` gives the tree's structure, dtypes and
+        shapes (e.g. a freshly initialised state); without it, nested dicts and lists come back. `meta_only`:
+        (None, meta), reading no arrays."""
+        step = self.latest() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self.directory}: no complete checkpoint")
+        if meta_only:
+            out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            return None, dict(out.meta)
+        target = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        out = self._manager.restore(step, args=ocp.args.Composite(tree=ocp.args.StandardRestore(target),
+                                                                  meta=ocp.args.JsonRestore()))
+        return out.tree, dict(out.meta)
+
+    def close(self) -> None:
+        self._manager.close()
