@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from csil_lite.agents.core import init_state, make_agent, make_update
-from csil_lite.config import RunConfig, preset
+from csil_lite.config import RunConfig
+from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions
 from csil_lite.loop import Setup, load_demos, resolve_shift, train
 from csil_lite.nets.critic import make_critic

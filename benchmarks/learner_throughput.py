@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from csil_lite.agents.core import init_state, make_agent, make_update
-from csil_lite.config import preset
+from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions
 from csil_lite.nets.critic import make_critic
 from csil_lite.nets.policy import HetStatPolicy

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from csil_lite.config import preset
+from csil_lite.configs import preset
 from csil_lite.loop import prepare
 from csil_lite.probes import critic_probe
 

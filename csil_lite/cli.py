@@ -19,7 +19,7 @@ from csil_lite.base.cli import register as register_base_commands
 from csil_lite.errors import UserError, one_line
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("csil_lite.train", "train CSIL / SAC-from-BC / BC on a task (--preset preview|reference)"),
+    "train": ("csil_lite.train", "train CSIL / SAC-from-BC / BC (--preset preview|reference|paper)"),
     "plot": ("csil_lite.plotting", "plot the metrics of one or more run directories"),
     "demos": ("csil_lite.data.generate", "generate or inspect demonstration datasets (robomimic HDF5)"),
 }

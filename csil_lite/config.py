@@ -1,10 +1,13 @@
 """Frozen configurations: a run (`RunConfig`) = data + budget + the agent's components + networks.
 
-Named algorithms are small files in `csil_lite.configs` (each `get(preview, paper_budget=False) -> RunConfig`);
-`preset(budget, algo=...)` looks one up. Budgets: "preview" (CPU minutes), "reference" (the reference CSIL code's
-budget) and "paper" (the seed paper's Table II). Budgets share every code path; only sizes and step
-counts differ. Values are validated on construction so a bad learning rate or an impossible batch fails before any
-compilation, with a message naming the field.
+Named algorithms are small files in `csil_lite.configs` (each `get(budget) -> RunConfig`);
+`csil_lite.configs.preset(budget, algo=...)` looks one up. The budget is one field, `RunConfig.budget`, one of
+`BUDGETS`: "preview" (CPU minutes), "reference" (the reference CSIL code's budget) and "paper" (the seed paper's
+Table II). Budgets share every code path; only sizes and step counts differ. This module imports nothing from
+`csil_lite.configs`: the named configurations build on it, not the other way round.
+
+Values are validated on construction so a bad learning rate or an impossible batch fails before any compilation,
+with a message naming the field.
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from typing import Any, Literal
 
 from csil_lite.errors import UserError
 
-PRESETS = ("preview", "reference", "paper")
+# The training budgets, by name. A new one (say a "smoke" budget for CI) is a new value here and a branch in
+# `configs.base.get`.
+Budget = Literal["preview", "reference", "paper"]
+BUDGETS: tuple[str, ...] = typing.get_args(Budget)
+PRESETS = BUDGETS  # the older name, and the CLI's --preset: a preset is a budget
 PRIORS = ("bc", "uniform")
 REWARDS = ("coherent", "env", "sparse")
 KL_ESTIMATORS = ("mc", "exact")
@@ -94,6 +101,9 @@ def _positive(obj: Any, *names: str) -> None:
 
 @dataclass(frozen=True)
 class NetworkConfig:
+    # The encoder component: maps an observation pytree to the features the policy, critic and reward networks
+    # read. 'flatten' concatenates the keys' arrays (image encoders come later).
+    encoder: Literal["flatten"] = "flatten"
     policy: Literal["hetstat", "mlp"] = "hetstat"
     policy_hidden: tuple[int, ...] = (256, 256)
     bottleneck: int = 12
@@ -225,11 +235,14 @@ class AgentConfig:
 class RunConfig:
     """Everything one training run needs; written to the run directory as config.json.
 
-    `algo` names the configuration the run was built from (a file in `csil_lite.configs`): a label for logs and
-    plots. Nothing reads it to decide what to compute; the components in `agent` and `nets` do that.
+    `algo` names the configuration the run was built from (a file in `csil_lite.configs`) and `budget` the budget
+    it was built at (`BUDGETS`): labels for logs and plots. Nothing reads them to decide what to compute; the
+    sizes and step counts below and the components in `agent` and `nets` do that. A config.json written before
+    `budget` existed reads as 'reference' (the default).
     """
 
     algo: str = "csil"
+    budget: Budget = "reference"
     task: str = "pointmass-obstacles"
     seed: int = 0
     num_demos: int = 10
@@ -286,22 +299,6 @@ class RunConfig:
             if k in nets_d:
                 nets_d[k] = tuple(nets_d[k])
         return cls(agent=agent, nets=NetworkConfig(**nets_d), **d)
-
-
-def preset(name: str, **overrides: Any) -> RunConfig:
-    """The named algorithm `algo` (default 'csil', see `csil_lite.configs`) at budget `name`, with overrides.
-
-    Budgets: 'preview' (CPU minutes), 'reference' (the reference CSIL code's budget: 250k env steps, 25k BC,
-    5k SARSA steps) or 'paper' (the seed paper's Table II: `configs.base.paper`). Overrides: RunConfig fields; `agent` and `nets` take dicts of their fields.
-    """
-    from csil_lite.configs import ALGORITHMS, get
-
-    algo = overrides.pop("algo", "csil")
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS}")
-    if algo not in ALGORITHMS:
-        raise ValueError(f"unknown algo {algo!r}; choose from {tuple(ALGORITHMS)}")
-    return with_overrides(get(algo, preview=name == "preview", paper_budget=name == "paper"), **overrides)
 
 
 def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:

@@ -14,8 +14,8 @@ import difflib
 import json
 from typing import Any
 
-from csil_lite.config import PRESETS, AgentConfig, NetworkConfig, RunConfig, preset
-from csil_lite.configs import ALGORITHMS
+from csil_lite.config import BUDGETS, AgentConfig, NetworkConfig, RunConfig
+from csil_lite.configs import ALGORITHMS, preset
 from csil_lite.envs.registry import TASKS, TOY_TASKS
 from csil_lite.errors import ArgumentParser, UserError, check_input_file, check_output_path, int_at_least
 
@@ -28,8 +28,9 @@ def build_parser() -> ArgumentParser:
                    help="a named configuration of csil_lite.configs")
     p.add_argument("--task", choices=TASKS, metavar="TASK", default="pointmass-obstacles",
                    help=f"one of {', '.join(TASKS)}")
-    p.add_argument("--preset", choices=PRESETS, default="preview",
-                   help="budget: preview (CPU minutes) or reference (the reference CSIL code's); paper: with CSIL++")
+    p.add_argument("--preset", choices=BUDGETS, default="preview",
+                   help="budget: preview (CPU minutes), reference (the reference CSIL code's) or paper (the seed "
+                        "paper's Table II, for CSIL++)")
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--out", required=True, help="run directory (config.json, metrics.jsonl, checkpoint/)")
     p.add_argument("--demos", default=None, help="robomimic HDF5 with demonstrations (robosuite tasks)")
@@ -88,6 +89,8 @@ def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
                                 f"e.g. --set {field}.{_field_names(GROUPS[field])[0]}=...")
             if field == "algo":
                 raise UserError(f"--set {item}: choose the algorithm with --algo")
+            if field == "budget":
+                raise UserError(f"--set {item}: choose the budget with --preset")
             _check_field(item, RunConfig, field)
             overrides[field] = parsed
             origin[f"RunConfig.{field}"] = item

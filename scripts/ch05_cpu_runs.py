@@ -21,7 +21,7 @@ BUDGET = dict(env_steps=20_000, eval_every=2_000)
 
 
 def config(algo: str, seed: int):
-    from csil_lite.config import preset
+    from csil_lite.configs import preset
 
     if algo == "bc":
         return preset("preview", algo="bc", task=TASK, seed=seed, **{**BUDGET, "eval_every": BUDGET["env_steps"]})

@@ -65,7 +65,7 @@ def config(setting: str, algo: str, seed: int, demos_path: str | None = None, en
 
     `env_steps` defaults to the setting's budget (`TOY_STEPS` or `LIFT_STEPS`).
     """
-    from csil_lite.config import preset
+    from csil_lite.configs import preset
 
     if setting == "toy":
         fields = dict(task=TOY_TASK, num_demos=TOY_DEMOS, env_steps=env_steps or TOY_STEPS, eval_every=1_000)

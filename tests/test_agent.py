@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from csil_lite.agents.core import init_state, make_agent, make_update, sample_with_kl
-from csil_lite.config import AgentConfig, RunConfig, preset
+from csil_lite.config import AgentConfig, RunConfig
+from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.nets import HetStatPolicy
 from csil_lite.nets.critic import LayerNormCritic, unit_fan_in
@@ -200,7 +201,7 @@ def test_bad_agent_config(kwargs, msg):
 def test_bad_run_config():
     with pytest.raises(ValueError, match="replay capacity"):
         preset("preview", replay_capacity=64)
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ValueError, match="unknown budget"):
         preset("huge")
     with pytest.raises(ValueError, match="unknown algo"):
         preset("preview", algo="ppo")
@@ -269,17 +270,16 @@ def test_named_configurations_are_compositions_of_components():
     from csil_lite.configs import ALGORITHMS, get
 
     for algo in ALGORITHMS:
-        for preview in (True, False):
-            cfg = get(algo, preview)
-            assert cfg.algo == algo and cfg == preset("preview" if preview else "reference", algo=algo)
-        assert get(algo, False, paper_budget=True) == preset("paper", algo=algo)
-    csil, sac = get("csil", True), get("sac_bc", True)
+        for budget in ("preview", "reference", "paper"):
+            cfg = get(algo, budget)
+            assert (cfg.algo, cfg.budget) == (algo, budget) and cfg == preset(budget, algo=algo)
+    csil, sac = get("csil", "preview"), get("sac_bc", "preview")
     assert (csil.agent.prior, csil.agent.reward) == ("bc", "coherent")
     assert (sac.agent.prior, sac.agent.reward, sac.agent.n_demo, sac.critic_pretrain_steps) == ("uniform", "env", 0, 0)
-    assert not get("bc", True).learn_online
+    assert not get("bc", "preview").learn_online
     # Budgets differ, networks and batches are shared by the algorithms of one budget.
     assert csil.nets == sac.nets and csil.agent.n_online == sac.agent.n_online
-    assert get("csil", False).env_steps == 250_000 and get("csil", False).bc_steps == 25_000
+    assert get("csil", "reference").env_steps == 250_000 and get("csil", "reference").bc_steps == 25_000
 
 
 def test_train_state_steps_and_polyak():

@@ -17,7 +17,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from csil_lite.config import RunConfig, preset  # noqa: E402
+from csil_lite.config import RunConfig  # noqa: E402
+from csil_lite.configs import preset  # noqa: E402
 from csil_lite.loop import read_metrics  # noqa: E402
 from csil_lite.plotting import curves_by_algo, plot_curves  # noqa: E402
 

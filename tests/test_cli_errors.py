@@ -117,6 +117,7 @@ CORPUS: list[tuple[list[str], list[str]]] = [
     (["train", *SMALL, "--set", "bogus.x=1"], ["--set bogus.x=1", "'bogus'", "agent.FIELD"]),
     (["train", *SMALL, "--set", "agent=1"], ["--set agent=1", "group"]),
     (["train", *SMALL, "--set", "agent.algo=bc"], ["--set agent.algo=bc", "--algo"]),
+    (["train", *SMALL, "--set", "budget=paper"], ["--set budget=paper", "--preset"]),
     (["train", *SMALL, "--set", "beta"], ["--set", "'beta'", "FIELD=VALUE"]),
     (["train", *SMALL, "--set", "seed=-1"], ["RunConfig.seed", "-1", ">= 0"]),
     (["train", *SMALL, "--set", "replay_capacity=10"], ["replay capacity", "10"]),
@@ -245,6 +246,8 @@ def test_good_set_still_works(workdir, capsys):
     (AgentConfig, "refine_reward", 0, "a bool"),
     (AgentConfig, "reward_shift", [1.0], "a finite number or a string"),
     (NetworkConfig, "policy", "gru", "one of 'hetstat', 'mlp'"),
+    (NetworkConfig, "encoder", "cnn", "one of 'flatten'"),
+    (RunConfig, "budget", "huge", "one of 'preview', 'reference', 'paper'"),
     (NetworkConfig, "policy_hidden", [64, 64], "a tuple of integers"),
     (NetworkConfig, "critic_hidden", (64, "a"), "a tuple of integers"),
     (RunConfig, "demos_path", 3, "a string or null"),
@@ -255,6 +258,25 @@ def test_configs_check_types_at_construction(obj, field, value, expected):
         obj(**{field: value})
     msg = str(info.value)
     assert msg.startswith(f"{obj.__name__}.{field} = {value!r}") and expected in msg, msg
+
+
+def test_budget_is_one_field_and_a_config_without_it_still_reads():
+    """`preset(budget, algo=...)` records the budget in `RunConfig.budget` (and config.json); a config.json
+    written before `budget` and `nets.encoder` existed reads with their defaults."""
+    from csil_lite.configs import preset
+
+    cfg = preset("preview", algo="csilpp", seed=2)
+    assert (cfg.budget, cfg.algo, cfg.nets.encoder) == ("preview", "csilpp", "flatten")
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = json.loads(json.dumps(cfg.to_dict()))
+    del old["budget"], old["nets"]["encoder"]
+    read = RunConfig.from_dict(old)
+    assert (read.budget, read.nets.encoder) == ("reference", "flatten")
+    assert RunConfig.from_dict({**old, "budget": "preview"}) == cfg  # nothing else differs
+    with pytest.raises(ValueError, match=r"unknown budget 'smoke'; choose from \('preview', 'reference', 'paper'\)"):
+        preset("smoke")
+    with pytest.raises(ValueError, match=r"unknown algo 'ppo'; choose from \('csil', "):
+        preset("preview", algo="ppo")
 
 
 def test_type_check_accepts_what_the_annotations_allow():

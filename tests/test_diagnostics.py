@@ -119,7 +119,8 @@ def test_saturated_actions_drive_the_bc_std_to_the_ceiling_and_the_margin_preven
 
 
 def test_config_margin_and_length_scale_are_validated_and_passed_on():
-    from csil_lite.config import NetworkConfig, RunConfig, preset
+    from csil_lite.config import NetworkConfig, RunConfig
+    from csil_lite.configs import preset
 
     with pytest.raises(ValueError, match="demo_action_margin"):
         RunConfig(demo_action_margin=1.0)

@@ -7,7 +7,7 @@ import sys
 import jax
 import pytest
 
-from csil_lite.config import preset
+from csil_lite.configs import preset
 from csil_lite.loop import read_metrics, train
 
 TINY = dict(task="pointmass-reach", num_demos=3, bc_steps=50, critic_pretrain_steps=20, env_steps=400,

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from csil_lite.config import preset
+from csil_lite.configs import preset
 from csil_lite.evaluation import steps_to_threshold
 from csil_lite.loop import prepare
 from csil_lite.nets.critic import make_critic

@@ -1,11 +1,11 @@
-"""What every named algorithm shares: the data, budget and networks of the two budgets.
+"""What every named algorithm shares: the data, step counts and networks of each budget (`config.BUDGETS`).
 
-reference (`preview=False`): the reference CSIL code's budget and sizes, which are `RunConfig`'s defaults: 250k
+reference: the reference CSIL code's budget and sizes, which are `RunConfig`'s defaults: 250k
 env steps with learning from 10k, 25k BC steps, 5k SARSA steps at 1e-4, batches of 256 demo + 256 online rows,
 HetStat 256-256 trunk with D=256 features and a 256-256 LayerNorm critic. (The seed paper's own Table II is a
 different budget: 'paper', below.)
 
-preview (`preview=True`): CPU minutes on the toy task, measured there (chapter 5):
+preview: CPU minutes on the toy task, measured there (chapter 5):
 - 25 demonstrations and 5k BC steps: with 2k steps BC stayed at 16-18 % success, with 5k it reached 36-65 %.
 - 2k SARSA steps at 1e-3, 10k env steps with learning from 1k, a 100k replay.
 - tau = 0.05: a preview's few thousand updates are too few for tau = 0.005 to propagate values over a
@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from csil_lite.config import AgentConfig, NetworkConfig, RunConfig
+from csil_lite.config import BUDGETS, AgentConfig, NetworkConfig, RunConfig
+
+
+def check_budget(budget: str) -> None:
+    """A `ValueError` naming the budgets unless `budget` is one of them."""
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose from {BUDGETS}")
 
 
 def paper() -> RunConfig:
@@ -36,15 +42,16 @@ def paper() -> RunConfig:
                                agent=dataclasses.replace(cfg.agent, n_demo=64, n_online=64))
 
 
-def get(preview: bool, paper_budget: bool = False) -> RunConfig:
-    """`preview` or the reference budget; `paper_budget=True` (with preview False): Table II's (`paper`)."""
-    if paper_budget:
-        if preview:
-            raise ValueError("configs: a budget is either preview or paper, not both")
-        return paper()
-    if not preview:
-        return RunConfig()
+def get(budget: str) -> RunConfig:
+    """The shared configuration at `budget`: 'preview', 'reference' or 'paper' (Table II's, `paper`), with
+    `RunConfig.budget` set to it."""
+    check_budget(budget)
+    if budget == "paper":
+        return dataclasses.replace(paper(), budget="paper")
+    if budget == "reference":
+        return RunConfig(budget="reference")
     return RunConfig(
+        budget="preview",
         num_demos=25, bc_steps=5_000, bc_lr=3e-3, demo_action_margin=0.1, critic_pretrain_steps=2_000,
         critic_pretrain_lr=1e-3, env_steps=10_000, learning_starts=1_000, replay_capacity=100_000, eval_every=1_000,
         eval_episodes=100,

@@ -12,7 +12,7 @@ from csil_lite.config import RunConfig
 from csil_lite.configs import base
 
 
-def get(preview: bool, paper_budget: bool = False) -> RunConfig:
-    cfg = base.get(preview, paper_budget)
+def get(budget: str) -> RunConfig:
+    cfg = base.get(budget)
     agent = dataclasses.replace(cfg.agent, prior="uniform", reward="env", kl="mc", refine_reward=False)
     return dataclasses.replace(cfg, algo="bc", agent=agent, critic_pretrain_steps=0, learn_online=False)

@@ -23,9 +23,9 @@ from csil_lite.config import RunConfig
 from csil_lite.configs import base
 
 
-def get(preview: bool, paper_budget: bool = False) -> RunConfig:
-    cfg = base.get(preview, paper_budget)
+def get(budget: str) -> RunConfig:
+    cfg = base.get(budget)
     agent = dataclasses.replace(cfg.agent, prior="bc", reward="coherent", kl="mc", refine_reward=True)
-    if preview:
+    if budget == "preview":
         agent = dataclasses.replace(agent, beta=1.0, reward_shift="demos")
     return dataclasses.replace(cfg, algo="csil", agent=agent)

@@ -53,11 +53,11 @@ from csil_lite.config import RunConfig
 from csil_lite.configs import csil
 
 
-def get(preview: bool, paper_budget: bool = False) -> RunConfig:
-    cfg = csil.get(preview, paper_budget)
+def get(budget: str) -> RunConfig:
+    cfg = csil.get(budget)
     agent = dataclasses.replace(cfg.agent, kl="exact", utd=4, critic_weight_decay=0.3, grad_penalty=0.0)
     nets = dataclasses.replace(cfg.nets, critic_norm="batch_weight", critic_head="categorical", critic_atoms=101,
                                critic_ensemble=2, critic_v_min="floor", critic_v_max=0.0)
-    if paper_budget:
+    if budget == "paper":
         agent = dataclasses.replace(agent, beta=0.3)
     return dataclasses.replace(cfg, algo="csilpp", agent=agent, nets=nets)

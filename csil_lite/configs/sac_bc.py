@@ -13,7 +13,7 @@ from csil_lite.config import RunConfig
 from csil_lite.configs import base
 
 
-def get(preview: bool, paper_budget: bool = False) -> RunConfig:
-    cfg = base.get(preview, paper_budget)
+def get(budget: str) -> RunConfig:
+    cfg = base.get(budget)
     agent = dataclasses.replace(cfg.agent, prior="uniform", reward="env", kl="mc", refine_reward=False, n_demo=0)
     return dataclasses.replace(cfg, algo="sac_bc", agent=agent, critic_pretrain_steps=0)

@@ -16,8 +16,8 @@ from csil_lite.configs import base
 DEMO_RATIO = 0.2
 
 
-def get(preview: bool, paper_budget: bool = False) -> RunConfig:
-    cfg = base.get(preview, paper_budget)
+def get(budget: str) -> RunConfig:
+    cfg = base.get(budget)
     total = cfg.agent.n_demo + cfg.agent.n_online
     n_demo = round(DEMO_RATIO * total)
     agent = dataclasses.replace(cfg.agent, prior="uniform", reward="sparse", kl="mc", refine_reward=False,

@@ -20,8 +20,8 @@ from csil_lite.config import RunConfig
 from csil_lite.configs import base
 
 
-def get(preview: bool, paper_budget: bool = False) -> RunConfig:
-    cfg = base.get(preview, paper_budget)
+def get(budget: str) -> RunConfig:
+    cfg = base.get(budget)
     agent = dataclasses.replace(cfg.agent, prior="uniform", reward="sparse", kl="mc", refine_reward=False,
                                 grad_penalty=0.0, utd=2)
     nets = dataclasses.replace(cfg.nets, critic_norm="batch_weight", critic_head="categorical", critic_atoms=101,
