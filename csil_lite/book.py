@@ -6,11 +6,15 @@ convention is visible on the page; everything else that is not about the method 
 
 from __future__ import annotations
 
+import base64
+import html
 import io
+import json
 import os
 import platform
 import sys
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -182,6 +186,38 @@ def widget_slider(
     return LiveSlider(widgets.VBox([widgets.HBox([slider, label]), image]), slider, label, image)
 
 
+def static_slider(
+    draw: Callable[[int], Any], labels: Sequence[str], description: str = "config", *, dpi: int = 90
+) -> str:
+    """A slider over precomputed configurations that works without a kernel: in the static HTML book too.
+
+    `draw(i)` must only *plot* stored results and return its figure. Every configuration is rendered once to a
+    PNG; the slider swaps images in the browser. (An ipywidgets slider needs a live kernel to redraw, and its
+    comm messages made headless notebook execution stall.) Displays the HTML and returns it.
+    """
+    if not labels:
+        raise ValueError("config_slider: need at least one configuration label")
+    images = []
+    for i, label in enumerate(labels):
+        png = render_png(draw, i, label, dpi, who="config_slider")
+        images.append("data:image/png;base64," + base64.b64encode(png).decode())
+    uid = "csil-slider-" + uuid.uuid4().hex[:8]
+    data = json.dumps({"src": images, "label": [str(lab) for lab in labels]}).replace("<", "\\u003c")  # no </script>
+    markup = (
+        f'<div id="{uid}"><label>{html.escape(description)} <input type="range" min="0" '
+        f'max="{len(labels) - 1}" step="1" value="0" style="vertical-align:middle"></label> '
+        f'<span>{html.escape(str(labels[0]))}</span><br><img src="{images[0]}" style="max-width:100%"></div>'
+        f"<script>(function(){{var d=document.getElementById('{uid}'),c={data};"
+        "d.querySelector('input').addEventListener('input',function(){"
+        "d.querySelector('img').src=c.src[this.value];d.querySelector('span').textContent=c.label[this.value];});"
+        "})();</script>"
+    )
+    from IPython.display import HTML, display  # lazily: plain Python does not need IPython
+
+    display(HTML(markup))
+    return markup
+
+
 def config_slider(
     draw: Callable[[int], Any],
     labels: Sequence[str],
@@ -193,16 +229,13 @@ def config_slider(
 
     With a front end (`live_frontend()`, or `live=True`) it is `widget_slider`'s control. Otherwise (the
     book's HTML, headless execution) every configuration is pre-rendered and the slider swaps the images in
-    the browser (`plotting_uncertainty.config_slider`), so no widget is created and nothing waits for widget
-    messages.
+    the browser (`static_slider`), so no widget is created and nothing waits for widget messages.
     Returns the `LiveSlider` or the static HTML.
     """
     if live is None:
         live = live_frontend()
     if not live:
-        from csil_lite import plotting_uncertainty
-
-        return plotting_uncertainty.config_slider(draw, labels, description)
+        return static_slider(draw, labels, description)
     from IPython.display import display
 
     control = widget_slider(draw, labels, description)

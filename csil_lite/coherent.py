@@ -148,32 +148,3 @@ def refinement_log_ratio(policy, params, obs: jax.Array, actions: jax.Array, *,
 def log_ratio_of(log_q: jax.Array, action_dim: int) -> jax.Array:
     """`refinement_log_ratio` from an already computed log q(a|s): the 'pos' reward at scale 1."""
     return coherent_reward(log_q, action_dim, min_std=0.0, variant="pos", scale=1.0)
-
-
-def refinement_step(
-    policy,
-    optimizer,
-    params,
-    opt_state,
-    demo: tuple[jax.Array, jax.Array],
-    online: tuple[jax.Array, jax.Array],
-    *,
-    density: Density = "action",
-    kl_weight: float = 1.0,
-):
-    """One optimiser step of `refinement_loss` at `refinement_log_ratio` on a reward network's params; jit-friendly.
-
-    `demo` and `online` are (obs, actions) pairs. Returns (params, opt_state, loss). The online agent runs the
-    same loss on its mixed batches (`agents.components.CoherentReward.refine`).
-    """
-    from csil_lite.agents.state import TrainState
-
-    def loss_fn(p):
-        x_demo = refinement_log_ratio(policy, p, *demo, density=density)
-        x_online = refinement_log_ratio(policy, p, *online, density=density)
-        return refinement_loss(x_demo, x_online, kl_weight)
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    state = TrainState(params=params, opt_state=opt_state, target_params={}, batch_stats={}, tx=optimizer)
-    state = state.apply_gradients(grads)
-    return state.params, state.opt_state, loss

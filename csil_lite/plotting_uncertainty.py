@@ -12,11 +12,7 @@ vertical axis.
 
 from __future__ import annotations
 
-import base64
-import html
-import json
-import uuid
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +21,6 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize, TwoSlopeNorm
 
-from csil_lite.book import render_png
 from csil_lite.coherent import Density, Variant, policy_reward
 
 
@@ -221,38 +216,6 @@ def plot_reward_landscape(
     ax.set_xlabel("state s")
     ax.set_ylabel("action a")
     return out
-
-
-def config_slider(
-    draw: Callable[[int], Any], labels: Sequence[str], description: str = "config", *, dpi: int = 90
-) -> str:
-    """A slider over precomputed configurations that works without a kernel: in the static HTML book too.
-
-    `draw(i)` must only *plot* stored results and return its figure. Every configuration is rendered once to a
-    PNG; the slider swaps images in the browser. (An ipywidgets slider needs a live kernel to redraw, and its
-    comm messages made headless notebook execution stall.) Displays the HTML and returns it.
-    """
-    if not labels:
-        raise ValueError("config_slider: need at least one configuration label")
-    images = []
-    for i, label in enumerate(labels):
-        png = render_png(draw, i, label, dpi, who="config_slider")
-        images.append("data:image/png;base64," + base64.b64encode(png).decode())
-    uid = "csil-slider-" + uuid.uuid4().hex[:8]
-    data = json.dumps({"src": images, "label": [str(lab) for lab in labels]}).replace("<", "\\u003c")  # no </script>
-    markup = (
-        f'<div id="{uid}"><label>{html.escape(description)} <input type="range" min="0" '
-        f'max="{len(labels) - 1}" step="1" value="0" style="vertical-align:middle"></label> '
-        f'<span>{html.escape(str(labels[0]))}</span><br><img src="{images[0]}" style="max-width:100%"></div>'
-        f"<script>(function(){{var d=document.getElementById('{uid}'),c={data};"
-        "d.querySelector('input').addEventListener('input',function(){"
-        "d.querySelector('img').src=c.src[this.value];d.querySelector('span').textContent=c.label[this.value];});"
-        "})();</script>"
-    )
-    from IPython.display import HTML, display  # lazily: the library does not need IPython otherwise
-
-    display(HTML(markup))
-    return markup
 
 
 def new_figure(n_rows: int, n_cols: int, size: tuple[float, float] = (3.2, 2.6), **kwargs: Any):

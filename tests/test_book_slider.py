@@ -81,6 +81,31 @@ def test_config_slider_static_without_a_front_end(monkeypatch):
     assert calls == [0, 1] and 'type="range"' in markup and markup.count("data:image/png;base64,") == 3
 
 
+def test_static_slider_renders_every_config_and_surfaces_errors():
+    calls = []
+
+    def draw(i):
+        calls.append(i)
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, i])
+        return fig
+
+    markup = book.static_slider(draw, ["a", "b<c", "d"])
+    assert calls == [0, 1, 2]
+    assert markup.count("data:image/png;base64,") == 4  # three in the script's list + the first one shown
+    assert 'max="2"' in markup and "b\\u003cc" in markup  # labels reach the script escaped, never raw "<"
+
+    def broken(i):
+        raise KeyError(i)
+
+    with pytest.raises(RuntimeError, match="configuration 0"):
+        book.static_slider(broken, ["a"])
+    with pytest.raises(TypeError, match="matplotlib figure"):
+        book.static_slider(lambda i: None, ["a"])
+    with pytest.raises(ValueError, match="at least one"):
+        book.static_slider(draw, [])
+
+
 CELLS = [
     "import matplotlib; matplotlib.use('Agg')\nimport matplotlib.pyplot as plt",
     "from csil_lite.book import config_slider",

@@ -11,8 +11,8 @@ from csil_lite.coherent import (
     coherent_reward,
     max_reward,
     policy_reward,
+    refinement_log_ratio,
     refinement_loss,
-    refinement_step,
     reward_upper_bound,
     value_clip,
 )
@@ -87,21 +87,74 @@ def test_refinement_loss_gradient_signs():
     assert float(refinement_loss(jnp.zeros(1), jnp.zeros(1))) == pytest.approx(0.0)
 
 
-def test_refinement_step_raises_demo_reward_relative_to_online():
+def _refinement_problem():
+    """A small HetStat reward network and (obs, action) pairs: demonstrations a = s / 2, online actions a = -s / 2."""
     pol = HetStatPolicy(1, hidden=(16,), features=16, init_log_input_scale=0.0)
     key = jax.random.PRNGKey(0)
     obs = jax.random.uniform(key, (64, 1), minval=-1, maxval=1)
-    demo_a = 0.5 * obs
-    online_a = -0.5 * obs
-    params = pol.init(key, obs)
+    return pol, pol.init(key, obs), (obs, 0.5 * obs), (obs, -0.5 * obs)
+
+
+def _refinement_objective(pol, params, demo, online):
+    """eq-ch5-refine at the log-ratio x_psi of the reward network on a demonstration and an online batch."""
+    return refinement_loss(refinement_log_ratio(pol, params, *demo), refinement_log_ratio(pol, params, *online))
+
+
+def test_refinement_loss_at_the_log_ratio_raises_demo_reward_relative_to_online():
+    pol, params, demo, online = _refinement_problem()
     opt = optax.sgd(1e-2)
     state = opt.init(params)
-    gap = lambda p: float(jnp.mean(policy_reward(pol, p, obs, demo_a) - policy_reward(pol, p, obs, online_a)))  # noqa
+    gap = lambda p: float(jnp.mean(policy_reward(pol, p, *demo) - policy_reward(pol, p, *online)))  # noqa
+
+    @jax.jit
+    def step(p, s):
+        grads = jax.grad(_refinement_objective, argnums=1)(pol, p, demo, online)
+        updates, s = opt.update(grads, s, p)
+        return optax.apply_updates(p, updates), s
+
     before = gap(params)
-    step = jax.jit(lambda p, s: refinement_step(pol, opt, p, s, (obs, demo_a), (obs, online_a)))
     for _ in range(50):
-        params, state, _ = step(params, state)
+        params, state = step(params, state)
     assert gap(params) > before + 0.05
+
+
+def test_agent_refinement_is_one_step_of_refinement_loss():
+    """The online agent's path (`CoherentReward.reward_and_refine` on a mixed batch whose first `n_demo` rows are
+    demonstrations) returns the critic's reward at the current params and takes one optimiser step of
+    `refinement_loss` at `refinement_log_ratio`; repeated, it raises the demonstrations' reward."""
+    from csil_lite.agents.components import CoherentReward
+    from csil_lite.agents.state import TrainState
+    from csil_lite.data.transitions import Transitions
+
+    pol, variables, demo, online = _refinement_problem()
+    obs, action = (jnp.concatenate([d, o]) for d, o in zip(demo, online))
+    zeros = jnp.zeros(obs.shape[0])
+    batch = Transitions(obs=obs, action=action, reward=zeros, next_obs=obs, next_action=action, terminal=zeros,
+                        last=zeros)
+    reward = CoherentReward(pol, variant="neg", scale=0.5, shift=None, density="action", refines=True,
+                            kl_weight=1.0, n_demo=demo[0].shape[0])
+    opt = optax.sgd(1e-2)
+    state = TrainState.create(variables, opt)
+
+    loss, grads = jax.value_and_grad(lambda p: _refinement_objective(pol, {"params": p}, demo, online))(state.params)
+    updates, _ = opt.update(grads, state.opt_state, state.params)
+    expected = optax.apply_updates(state.params, updates)
+    r, refined, metrics = jax.jit(reward.reward_and_refine)(state, batch)
+    assert float(metrics["reward_loss"]) == pytest.approx(float(loss), rel=1e-5)
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), refined.params, state.params))
+    assert max(moved) > 1e-4  # the step changes the params ...
+    for got, want in zip(jax.tree.leaves(refined.params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7)  # ... by that step
+    # The reward it returns is the critic's (shifted, scaled) reward at the params before the step.
+    np.testing.assert_allclose(np.asarray(r), np.asarray(policy_reward(pol, variables, obs, action, variant="neg",
+                                                                       scale=0.5)), rtol=1e-5, atol=1e-6)
+    assert float(jnp.max(r)) <= 0.0
+
+    gap = lambda v: float(jnp.mean(policy_reward(pol, v, *demo) - policy_reward(pol, v, *online)))  # noqa
+    step = jax.jit(lambda s: reward.reward_and_refine(s, batch)[1])
+    for _ in range(50):
+        refined = step(refined)
+    assert gap(refined.variables) > gap(variables) + 0.05
 
 
 def test_explicit_shift_subtracts_scaled_and_clips_at_zero():

@@ -102,31 +102,6 @@ def test_heatmap_keeps_values_and_marks_saturation():
         pu.plot_std_heatmap(ax, xs, ys, np.abs(values) / 100, data=np.zeros((4, 3)))
 
 
-def test_config_slider_renders_every_config_and_surfaces_errors():
-    calls = []
-
-    def draw(i):
-        calls.append(i)
-        fig, ax = plt.subplots()
-        ax.plot([0, 1], [0, i])
-        return fig
-
-    markup = pu.config_slider(draw, ["a", "b<c", "d"])
-    assert calls == [0, 1, 2]
-    assert markup.count("data:image/png;base64,") == 4  # three in the script's list + the first one shown
-    assert 'max="2"' in markup and "b\\u003cc" in markup  # labels reach the script escaped, never raw "<"
-
-    def broken(i):
-        raise KeyError(i)
-
-    with pytest.raises(RuntimeError, match="configuration 0"):
-        pu.config_slider(broken, ["a"])
-    with pytest.raises(TypeError, match="matplotlib figure"):
-        pu.config_slider(lambda i: None, ["a"])
-    with pytest.raises(ValueError, match="at least one"):
-        pu.config_slider(draw, [])
-
-
 def test_new_figure_shape():
     fig, axes = pu.new_figure(2, 3)
     assert axes.shape == (2, 3)
