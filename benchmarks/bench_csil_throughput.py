@@ -20,13 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from csil_lite.agents.core import init_state, make_agent, make_update
+from csil_lite.agents.core import init_state, make_update
+from csil_lite.assembly import make_agent
 from csil_lite.config import RunConfig
 from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions
-from csil_lite.loop import Setup, load_demos, resolve_shift, train
-from csil_lite.nets.critic import make_critic
-from csil_lite.nets.policy import make_policy
+from csil_lite.loop import Setup, load_demos, train
 
 REFERENCE_NETS = dict(policy_hidden=(256, 256), features=256, critic_hidden=(256, 256))
 REFERENCE_AGENT = dict(n_demo=256, n_online=256)
@@ -49,12 +48,10 @@ def random_batch(cfg: RunConfig, obs_dim: int, act_dim: int, rng: np.random.Gene
 
 def fresh_setup(cfg: RunConfig, demos: Transitions) -> Setup:
     """Agent state with untrained params of the right shapes (pretraining is not what is timed)."""
-    policy = make_policy(cfg.nets.policy, demos.act_dim, **cfg.nets.policy_kwargs())
-    critic = make_critic(cfg.nets.critic_hidden)
-    p = policy.init(jax.random.PRNGKey(0), demos.obs[:1])
-    q = critic.module.init(jax.random.PRNGKey(1), demos.obs[:1], demos.action[:1])
-    agent = make_agent(resolve_shift(cfg.agent, policy, p, demos), policy, critic.module, demos.act_dim,
-                       head=critic.head)
+    agent = make_agent(cfg, demos.obs_spec, demos.act_dim)
+    p = agent.policy.init(jax.random.PRNGKey(0), demos.obs[:1])
+    agent, _ = agent.resolve(p, demos, jax.random.PRNGKey(2))
+    q = agent.critic.init(jax.random.PRNGKey(1), demos.obs[:1], demos.action[:1])
     return Setup(agent, demos, np.zeros(0), np.zeros(0), init_state(agent, p, q))
 
 

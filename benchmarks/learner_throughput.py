@@ -36,10 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from csil_lite.agents.core import init_state, make_agent, make_update
+from csil_lite.agents.core import init_state, make_update
+from csil_lite.assembly import agent_of, make_critic
 from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions
-from csil_lite.nets.critic import make_critic
 from csil_lite.nets.policy import HetStatPolicy
 
 OBS_DIM, ACT_DIM = 19, 7
@@ -67,12 +67,12 @@ def csil_stepper(width: int, n_demo: int, n_online: int,
     atoms = np.linspace(v_min, n.critic_v_max, n.critic_atoms)  # the cost does not depend on them
     critic = make_critic((width, width), n.critic_norm, n.critic_head, n.critic_ensemble, atoms=atoms)
     obs, act = jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM))
-    agent = make_agent(cfg, policy, critic, ACT_DIM)
+    agent = agent_of(cfg, policy, critic, ACT_DIM)
     update = make_update(agent)
     rng = np.random.default_rng(0)
     batches = [_random_batch(cfg.utd, n_demo + n_online, rng) for _ in range(4)]
     box = {"state": init_state(agent, policy.init(jax.random.PRNGKey(0), obs),
-                               critic.module.init(jax.random.PRNGKey(1), obs, act)), "i": 0}
+                               critic.init(jax.random.PRNGKey(1), obs, act)), "i": 0}
     key = jax.random.PRNGKey(2)
 
     def run(n: int) -> None:

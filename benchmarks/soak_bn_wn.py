@@ -42,7 +42,7 @@ def main() -> None:
     setup = prepare(cfg, progress=False)
     print(f"prepare (BC {cfg.bc_steps}, SARSA {cfg.critic_pretrain_steps}): {time.perf_counter() - t0:.1f} s; "
           f"critic {cfg.nets.critic_norm} x {cfg.nets.critic_head} ({cfg.nets.critic_atoms} atoms on "
-          f"[{setup.agent.head.atoms[0]:.1f}, {setup.agent.head.atoms[-1]:.1f}]) x {cfg.nets.critic_ensemble}, "
+          f"[{setup.agent.critic.head.atoms[0]:.1f}, {setup.agent.critic.head.atoms[-1]:.1f}]) x {cfg.nets.critic_ensemble}, "
           f"utd {cfg.agent.utd}, critic weight decay {cfg.agent.critic_weight_decay}")
     t = critic_probe(setup, args.updates, args.every, seed=args.seed)
     print(f"{'update':>7} {'|critic|':>9} {'|W_hid|':>8} {'|actor|':>9} {'lr_eff critic':>13} {'lr_eff actor':>12} "

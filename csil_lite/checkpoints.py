@@ -22,13 +22,21 @@ class Checkpoints:
 
     def __init__(self, directory: str | Path, keep: int = 2):
         self.directory = Path(directory).absolute()
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                                 enable_async_checkpointing=False))
+        self._keep = keep
+        self._opened: ocp.CheckpointManager | None = None
+
+    @property
+    def _manager(self) -> ocp.CheckpointManager:
+        """The manager, made on first use (so that asking a directory that does not exist creates nothing)."""
+        if self._opened is None:
+            self._opened = ocp.CheckpointManager(
+                self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True,
+                                                                     enable_async_checkpointing=False))
+        return self._opened
 
     def latest(self) -> int | None:
         """The newest complete checkpoint's step (None: none yet)."""
-        return self._manager.latest_step()
+        return self._manager.latest_step() if self.directory.exists() else None
 
     def save(self, step: int, tree: Any, meta: dict | None = None) -> None:
         """Save `tree` (arrays) and `meta` (JSON) as checkpoint `step`; a step already saved is kept as it is."""
@@ -54,4 +62,5 @@ class Checkpoints:
         return out.tree, dict(out.meta)
 
     def close(self) -> None:
-        self._manager.close()
+        if self._opened is not None:
+            self._opened.close()

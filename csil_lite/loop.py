@@ -137,7 +137,7 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     if bc_from is None:
         bc = train_bc(agent.policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed,
                       batch_size=cfg.bc_batch, learning_rate=cfg.bc_lr, progress=progress,
-                      checkpoint_dir=None if stage is None else stage / "bc")
+                      checkpoint_dir=None if stage is None else stage / "behaviour_cloning")
         bc_params, bc_losses = bc.params, bc.losses
     elif bc_from.agent.policy != agent.policy:
         raise ValueError("prepare(bc_from=...): the other setup's policy network differs from this config's")
@@ -151,7 +151,7 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         pre = pretrain_critic(agent.critic, critic_params, demos, demo_rewards, steps=cfg.critic_pretrain_steps,
                               gamma=cfg.agent.gamma, tau=cfg.agent.tau, learning_rate=cfg.critic_pretrain_lr,
                               batch_size=cfg.bc_batch, grad_penalty=cfg.agent.grad_penalty, seed=cfg.seed + 2,
-                              progress=progress, checkpoint_dir=None if stage is None else stage / "sarsa")
+                              progress=progress, checkpoint_dir=None if stage is None else stage / "critic_pretraining")
         critic_params, critic_losses = pre.params, pre.losses
     setup = Setup(agent, demos, np.asarray(bc_losses), np.asarray(critic_losses),
                   init_state(agent, bc_params, critic_params), bc_params, critic_params)
@@ -164,10 +164,10 @@ def save_prepared(setup: Setup, stage: Path) -> None:
     """Store what preparation produced under `stage` (`prepare/` of a run directory), once; the per-chunk BC and
     SARSA checkpoints are no longer needed after that."""
     result = Checkpoints(stage / "result", keep=1)
-    result.save(0, {"bc": setup.bc_params, "critic": setup.critic_params, "bc_losses": setup.bc_losses,
+    result.save(0, {"policy": setup.bc_params, "critic": setup.critic_params, "bc_losses": setup.bc_losses,
                     "critic_losses": setup.critic_losses}, {"setup": setup.agent.setup()})
     result.close()
-    for partial in ("bc", "sarsa"):
+    for partial in ("behaviour_cloning", "critic_pretraining"):
         shutil.rmtree(stage / partial, ignore_errors=True)
 
 
@@ -175,7 +175,7 @@ def _prepared(agent: Agent, demos: Transitions, stage: Path) -> Setup:
     """The setup stored by `save_prepared` (no BC, no SARSA: the params and the resolved components are read)."""
     saved, meta = Checkpoints(stage / "result", keep=1).restore()
     agent = agent.with_setup(meta["setup"])
-    bc_params, critic_params = saved["bc"], saved["critic"]
+    bc_params, critic_params = saved["policy"], saved["critic"]
     return Setup(agent, demos, np.asarray(saved["bc_losses"]), np.asarray(saved["critic_losses"]),
                  init_state(agent, bc_params, critic_params), bc_params, critic_params)
 
@@ -302,7 +302,15 @@ def _check_same_config(cfg: RunConfig, cfg_path: Path) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{cfg_path}: not a readable config ({e}); use a new directory or "
                         "resume=False") from None
-    changes = _config_changes(saved, json.loads(json.dumps(cfg.to_dict())))
+    try:  # an older file lacks newer fields: compare both as this version reads them (defaults filled in)
+        saved = RunConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        pass
+    saved = json.loads(json.dumps(saved))
+    saved.pop("budget", None)  # a label, like algo's name in logs: a preview run is resumable whatever it says
+    new = json.loads(json.dumps(cfg.to_dict()))
+    new.pop("budget", None)
+    changes = _config_changes(saved, new)
     if changes:
         shown = "; ".join(changes[:5]) + ("; ..." if len(changes) > 5 else "")
         raise UserError(f"{cfg_path.parent} holds a run with a different config ({shown}); use a new directory "
@@ -420,7 +428,7 @@ def load_run(run_dir: str | Path, demos: Transitions | None = None) -> tuple[Age
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     saved, meta = Checkpoints(run_dir / "prepare" / "result", keep=1).restore()
-    bc_params, critic_params = saved["bc"], saved["critic"]
+    bc_params, critic_params = saved["policy"], saved["critic"]
     if demos is None:
         demos = load_demos(cfg)
     agent = make_agent(cfg, demos.obs_spec, demos.act_dim).with_setup(meta["setup"])

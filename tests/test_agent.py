@@ -3,21 +3,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from csil_lite.agents.core import init_state, make_agent, make_update, sample_with_kl
+from csil_lite.agents.core import init_state, make_update, sample_with_kl
+from csil_lite.assembly import agent_of, make_critic
 from csil_lite.config import AgentConfig, RunConfig
 from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.nets import HetStatPolicy
 from csil_lite.nets.critic import LayerNormCritic, unit_fan_in
-from csil_lite.pretrain.critic import pretrain_critic, sarsa_rows, sarsa_targets
+from csil_lite.nets.heads import ScalarHead
+from csil_lite.pretrain.critic import pretrain_critic, sarsa_rows
 
 OBS, ACT = 3, 2
 
 
 def _agent(**cfg):
     policy = HetStatPolicy(ACT, hidden=(16,), features=16)
-    critic = LayerNormCritic(hidden=(16, 16))
-    agent = make_agent(AgentConfig(n_demo=4, n_online=4, **cfg), policy, critic, ACT)
+    critic = make_critic((16, 16))
+    agent = agent_of(AgentConfig(n_demo=4, n_online=4, **cfg), policy, critic, ACT)
     key = jax.random.PRNGKey(0)
     pp = policy.init(key, jnp.zeros((1, OBS)))
     cp = critic.init(key, jnp.zeros((1, OBS)), jnp.zeros((1, ACT)))
@@ -134,19 +136,21 @@ def test_sarsa_never_pairs_across_episodes():
     params = critic.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
     batch = jax.tree.map(jnp.asarray, demos)
     # The target at a terminal row does not depend on the next action at all.
-    g = jax.grad(lambda na: sarsa_targets(critic, params, jnp.zeros(6), batch._replace(next_action=na), 0.9)[5])(
-        batch.next_action)
+    def target(na):
+        return ScalarHead().sarsa_target(jnp.zeros(6), batch.terminal, critic.apply(params, batch.next_obs, na), 0.9)
+
+    g = jax.grad(lambda na: target(na)[5])(batch.next_action)
     assert float(jnp.abs(g).sum()) == 0.0
 
 
 def test_critic_pretraining_fits_demo_values():
     demos = _two_episodes(timeout_first=False)
-    critic = LayerNormCritic(hidden=(32, 32))
+    critic = make_critic((32, 32))
     params = critic.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
     r = np.ones(demos.size, np.float32)
     res = pretrain_critic(critic, params, demos, r, steps=1500, gamma=0.5, learning_rate=3e-3, tau=0.05,
                           batch_size=16, grad_penalty=0.0, progress=False)
-    q = np.asarray(critic.apply(res.params, demos.obs, demos.action))
+    q = np.asarray(critic.value(res.params, demos.obs, demos.action))
     # Episodes are 3 steps long and end terminally: values 1 + 0.5 + 0.25, 1 + 0.5, 1.
     np.testing.assert_allclose(q[:3], [1.75, 1.5, 1.0], atol=0.1)
 
@@ -155,15 +159,12 @@ def test_critic_pretraining_fits_demo_values():
 def test_batch_normalised_critic_pretraining_fits_demo_values_in_eval_mode(norm):
     """SARSA with the online update's joint train-mode pass: finite losses, running statistics moved (and carried
     in the result), and the eval-mode values (running statistics) fit the closed-form demo values."""
-    from csil_lite.nets.critic import make_critic
-
     demos = _two_episodes(timeout_first=False)
     critic = make_critic((32, 32), norm=norm)
-    params = critic.module.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
+    params = critic.init(jax.random.PRNGKey(0), demos.obs[:1], demos.action[:1])
     r = np.ones(demos.size, np.float32)
-    project = unit_fan_in if critic.weight_norm else None
-    res = pretrain_critic(critic.module, params, demos, r, steps=1500, gamma=0.5, learning_rate=3e-3, tau=0.05,
-                          batch_size=16, grad_penalty=0.1, progress=False, project=project)
+    res = pretrain_critic(critic, params, demos, r, steps=1500, gamma=0.5, learning_rate=3e-3, tau=0.05,
+                          batch_size=16, grad_penalty=0.1, progress=False)
     assert np.all(np.isfinite(res.losses)) and res.losses[-100:].mean() < 0.1 * res.losses[:100].mean()
     before, after = jax.tree.leaves(params["batch_stats"]), jax.tree.leaves(res.params["batch_stats"])
     assert len(before) == len(after) > 0
@@ -320,15 +321,14 @@ def test_exact_kl_matches_a_large_sample_monte_carlo_estimate():
 
 def _csilpp_agent(utd=1):
     """A CSIL++-style critic: batch + weight norm, categorical head on a quantile support, twin critics."""
-    from csil_lite.nets.critic import make_critic
     from csil_lite.nets.heads import quantile_support
 
     policy = HetStatPolicy(ACT, hidden=(16,), features=16)
     critic = make_critic((16, 16), "batch_weight", "categorical", 2, atoms=quantile_support(np.linspace(-5, -1, 50), 11))
-    agent = make_agent(AgentConfig(n_demo=4, n_online=4, utd=utd, kl="exact"), policy, critic, ACT)
+    agent = agent_of(AgentConfig(n_demo=4, n_online=4, utd=utd, kl="exact"), policy, critic, ACT)
     key = jax.random.PRNGKey(0)
     pp = policy.init(key, jnp.zeros((1, OBS)))
-    cp = critic.module.init(key, jnp.zeros((1, OBS)), jnp.zeros((1, ACT)))
+    cp = critic.init(key, jnp.zeros((1, OBS)), jnp.zeros((1, ACT)))
     return agent, init_state(agent, pp, cp)
 
 
@@ -355,8 +355,8 @@ def test_batch_weight_normalised_twin_categorical_update():
     keys = jax.random.split(jax.random.PRNGKey(5), 2)  # a one-step update: keys[1] drives its critic step
     b0 = jax.tree.map(lambda x: jnp.asarray(x[0]), batch)
     next_a, _ = sample_with_kl(agent, state.actor.variables, state.prior, b0.next_obs, keys[1])
-    _, _, joint = joint_forward(agent.critic, state.critic.variables, b0.obs, b0.action, b0.next_obs, next_a)
-    _, separate = agent.critic.apply(state.critic.variables, b0.obs, b0.action, True, mutable=["batch_stats"])
+    _, _, joint = joint_forward(agent.critic.module, state.critic.variables, b0.obs, b0.action, b0.next_obs, next_a)
+    _, separate = agent.critic.module.apply(state.critic.variables, b0.obs, b0.action, True, mutable=["batch_stats"])
     one_step = update(state, jax.tree.map(lambda x: x[:1], batch), jax.random.PRNGKey(5),
                                              train_actor=False)[0]
     differs = []
@@ -445,7 +445,7 @@ def test_value_floor_lies_below_every_return_and_bounds_the_support():
     floor = setup.agent.reward.value_floor(setup.state.prior, demos, r, gamma, jax.random.PRNGKey(0))
     assert floor <= min(r.min(), 0.0) / (1 - gamma) + 1e-4
     assert floor <= discounted_returns(r, setup.demos.last, gamma).min()
-    assert setup.agent.head.atoms[0] == pytest.approx(
+    assert setup.agent.critic.head.atoms[0] == pytest.approx(
         setup.agent.reward.value_floor(setup.state.prior, demos, r, gamma, jax.random.PRNGKey(cfg.seed + 3)))
     assert SparseReward().value_floor({}, demos, r, 0.99, jax.random.PRNGKey(0)) == pytest.approx(-100.0)
     with pytest.raises(ValueError, match="critic_v_min"):
@@ -457,7 +457,7 @@ def test_critic_weight_decay_acts_only_on_what_weight_norm_leaves_free():
     shrinks every param; at 0 it is exactly Adam."""
     import optax
 
-    from csil_lite.agents.core import critic_optimiser
+    from csil_lite.agents.critic import critic_optimiser
 
     params = {"Dense_0": {"kernel": jnp.full((3, 2), 0.5)},
               "BatchNorm_0": {"scale": jnp.full((2,), 2.0), "bias": jnp.full((2,), -1.0)}}
@@ -486,7 +486,7 @@ def test_critic_weight_decay_bounds_a_param_the_loss_pushes_forever():
     below max|u| / lambda (Adam's normalised step |u| is about 1 here): the bound of `critic_optimiser`."""
     import optax
 
-    from csil_lite.agents.core import critic_optimiser
+    from csil_lite.agents.critic import critic_optimiser
 
     params = {"BatchNorm_0": {"bias": jnp.zeros(3)}}
     grads = {"BatchNorm_0": {"bias": -jnp.ones(3)}}  # d(-sum b)/db: the loss always wants a larger bias

@@ -175,8 +175,8 @@ def test_sarsa_fit_against_known_returns():
     import numpy as np
 
     from csil_lite.data.transitions import Transitions
-    from csil_lite.nets.critic import ScalarHead
-    from csil_lite.nets.heads import discounted_returns
+    from csil_lite.agents.critic import Critic
+    from csil_lite.nets.heads import ScalarHead, discounted_returns
     from csil_lite.pretrain.critic import sarsa_fit
 
     class ReadsObs(nn.Module):  # Q(s, a) = scale * s[0]
@@ -194,9 +194,9 @@ def test_sarsa_fit_against_known_returns():
     obs = np.stack([g, np.zeros(12)], 1).astype(np.float32)
     act = np.zeros((12, 2), np.float32)
     demos = Transitions(obs, act, r, obs, act, terminal, last)
-    fit = sarsa_fit(ReadsObs(), ScalarHead(), {}, demos, r, 0.9)
+    fit = sarsa_fit(Critic(ReadsObs(), ScalarHead()), {}, demos, r, 0.9)
     assert fit.rel_error < 1e-6 and abs(fit.corr - 1) < 1e-6
     keep = np.r_[0:11]  # every row but the time-out end
     assert abs(fit.return_mean - g[keep].mean()) < 1e-5
-    half = sarsa_fit(ReadsObs(scale=0.5), ScalarHead(), {}, demos, r, 0.9)
+    half = sarsa_fit(Critic(ReadsObs(scale=0.5), ScalarHead()), {}, demos, r, 0.9)
     assert abs(half.rel_error - 0.5) < 1e-5 and abs(half.corr - 1) < 1e-6

@@ -158,12 +158,15 @@ def test_config_is_below_the_named_configurations():
     assert graph["csil_lite.book"] == set() and "csil_lite.book" not in graph["csil_lite.plotting_uncertainty"]
 
 
-PENDING = pytest.mark.xfail(strict=False, reason="issue 20: the core refactor moves flatten_obs out of "
-                            "data/transitions.py and soft_bellman_target out of agents/losses.py; unmark then")
 UPWARD = [
-    pytest.param("csil_lite.nets", "csil_lite.agents", marks=PENDING, id="nets->agents"),
+    pytest.param("csil_lite.nets", "csil_lite.agents", id="nets->agents"),
     pytest.param("csil_lite.coherent", "csil_lite.agents", id="coherent->agents"),
-    pytest.param("csil_lite.envs", "csil_lite.data", marks=PENDING, id="envs->data"),
+    pytest.param("csil_lite.envs", "csil_lite.data", id="envs->data"),
+    pytest.param("csil_lite.agents", "csil_lite.loop", id="agents->loop"),
+    pytest.param("csil_lite.agents", "csil_lite.pretrain", id="agents->pretrain"),
+    pytest.param("csil_lite.agents", "csil_lite.assembly", id="agents->assembly"),
+    pytest.param("csil_lite.losses", "csil_lite.nets", id="losses->nets"),
+    pytest.param("csil_lite.obs", "csil_lite.data", id="obs->data"),
 ]
 
 

@@ -8,7 +8,7 @@ import pytest
 from csil_lite.configs import preset
 from csil_lite.evaluation import steps_to_threshold
 from csil_lite.loop import prepare
-from csil_lite.nets.critic import make_critic
+from csil_lite.assembly import make_critic
 from csil_lite.probes import critic_probe, hidden_kernels
 
 OBS, ACT = 5, 2

@@ -7,14 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from csil_lite.agents.core import init_state, make_agent, make_update
-from csil_lite.agents.losses import action_grad_penalty, actor_loss, critic_loss
+from csil_lite.agents.core import init_state, make_update
+from csil_lite.assembly import agent_of
+from csil_lite.losses import action_grad_penalty, actor_loss, critic_loss
 from csil_lite.coherent import policy_reward, refinement_log_ratio, refinement_loss
 from csil_lite.config import AgentConfig
 from csil_lite.data.transitions import Transitions
 from csil_lite.distributions import latent_kl, tanh_normal
 from csil_lite.nets import HetStatPolicy
-from csil_lite.nets.critic import make_critic
+from csil_lite.assembly import make_critic
 
 OBS, ACT, N_DEMO, N_ONLINE = 5, 3, 6, 6
 
@@ -51,24 +52,24 @@ def _naive_update(agent, state, batch, key):
             mean, std = agent.policy.apply(s.actor.variables, b.next_obs)
             next_a = tanh_normal(mean, std).sample(seed=k)
             next_kl = _naive_kl(agent, mean, std, next_a, s.prior, b.next_obs)
-            out, next_out, stats = agent.critic_pass(p, s.critic, b.obs, b.action, b.next_obs, next_a)
-            target = agent.head.bellman_target(r, b.terminal, next_out, next_kl, gamma=cfg.gamma,
+            out, next_out, stats = agent.critic.forward(p, s.critic, b.obs, b.action, b.next_obs, next_a)
+            target = agent.critic.head.bellman_target(r, b.terminal, next_out, next_kl, gamma=cfg.gamma,
                                                beta=cfg.beta, ceiling=agent.reward.value_ceiling(cfg.gamma))
-            bellman = critic_loss(agent.head, out, target)
+            bellman = critic_loss(agent.critic.head, out, target)
             variables = {"params": p, "batch_stats": s.critic.batch_stats}
-            value = lambda o, a: agent.head.value(agent.critic.apply(variables, o, a))  # noqa: E731
+            value = lambda o, a: agent.critic.head.value(agent.critic.module.apply(variables, o, a))  # noqa: E731
             demo = slice(0, cfg.n_demo)
-            if agent.critic_size == 1:
+            if agent.critic.size == 1:
                 pen = action_grad_penalty(value, b.obs[demo], b.action[demo])
             else:
                 pen = sum(action_grad_penalty(lambda o, a, e=e: value(o, a)[e], b.obs[demo], b.action[demo])
-                          for e in range(agent.critic_size))
+                          for e in range(agent.critic.size))
             return bellman + cfg.grad_penalty * pen, ({"critic_loss": bellman, "grad_penalty": pen,
                                                        "reward": jnp.mean(r)}, stats)
 
         (_, (m, stats)), g = jax.value_and_grad(critic_obj, has_aux=True)(state.critic.params)
         critic = state.critic.apply_gradients(g, batch_stats=stats)
-        critic = critic.replace(params=agent.critic_project(critic.params)).update_target(cfg.tau)
+        critic = critic.replace(params=agent.critic.project(critic.params)).update_target(cfg.tau)
         reward = state.reward
         if cfg.reward == "coherent" and cfg.refine_reward:
             def refine_obj(p, b=b, bs=state.reward.batch_stats):
@@ -87,8 +88,8 @@ def _naive_update(agent, state, batch, key):
         mean, std = agent.policy.apply({"params": p, "batch_stats": state.actor.batch_stats}, last.obs)
         a = tanh_normal(mean, std).sample(seed=keys[0])
         kl = _naive_kl(agent, mean, std, a, state.prior, last.obs)
-        q = agent.head.value(agent.critic.apply(state.critic.variables, last.obs, a))
-        q = jnp.min(q, axis=0) if agent.critic_size > 1 else q
+        q = agent.critic.head.value(agent.critic.module.apply(state.critic.variables, last.obs, a))
+        q = jnp.min(q, axis=0) if agent.critic.size > 1 else q
         loss = actor_loss(q, kl, cfg.beta)
         return loss, {"actor_loss": loss, "kl": jnp.mean(kl)}
 
@@ -107,7 +108,7 @@ def _setup(critic_kind: str, **cfg):
 
         critic = make_critic((32, 32), "batch_weight", "categorical", 2,
                              atoms=quantile_support(np.linspace(-6, -0.5, 80), 21, v_min=-8.0))
-    agent = make_agent(AgentConfig(n_demo=N_DEMO, n_online=N_ONLINE, beta=0.3, **cfg), policy, critic, ACT)
+    agent = agent_of(AgentConfig(n_demo=N_DEMO, n_online=N_ONLINE, beta=0.3, **cfg), policy, critic, ACT)
     k = jax.random.split(jax.random.PRNGKey(0), 4)
     bc = policy.init(k[0], jnp.zeros((1, OBS)))
     # A BC policy whose head and trunk are not at their initial (zero-head, identity-factor) values.
