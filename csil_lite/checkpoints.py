@@ -1,12 +1,13 @@
 """Checkpoints through orbax's `CheckpointManager`: each save is written aside and renamed into place when
 complete (atomic finalisation), and the newest `keep` are kept, so a kill at any moment leaves the previous
-checkpoint whole. A checkpoint is a pytree of arrays (restored into the structure of a `like` pytree, or as
+checkpoint whole (the half-written one is cleaned away the next time the directory is opened). A checkpoint is a pytree of arrays (restored into the structure of a `like` pytree, or as
 plain dicts without one) plus a small JSON dict.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,17 @@ import orbax.checkpoint as ocp
 
 # orbax logs every save and restore at INFO through absl; a training bar is enough.
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a small text file aside and rename it into place: a reader (or a resume after a kill) sees the old
+    contents or the new, never a truncated file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class Checkpoints:
@@ -31,7 +43,8 @@ class Checkpoints:
         if self._opened is None:
             self._opened = ocp.CheckpointManager(
                 self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True,
-                                                                     enable_async_checkpointing=False))
+                                                                     enable_async_checkpointing=False,
+                                                                     cleanup_tmp_directories=True))
         return self._opened
 
     def latest(self) -> int | None:

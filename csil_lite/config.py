@@ -157,7 +157,7 @@ class NetworkConfig:
 class AgentConfig:
     """One KL-regularised soft actor-critic, described by its components and their numbers.
 
-    Components (resolved once, by `agents.make_agent`): the KL's reference `prior` (the frozen BC policy, or the
+    Components (built once, by `assembly.make_agent`): the KL's reference `prior` (the frozen BC policy, or the
     uniform density on [-1, 1]^d, which makes the KL an entropy bonus), the `reward` source (the coherent reward
     of a refinable copy of the BC policy, the environment's, or 'sparse': -1 per step until success, which
     terminates), and the `kl` estimator (a single-sample Monte-Carlo

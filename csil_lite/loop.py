@@ -29,7 +29,7 @@ from csil_lite import obs as obs_lib
 from csil_lite.agents.core import Agent, init_state, make_act, make_update
 from csil_lite.agents.state import AgentState
 from csil_lite.assembly import make_agent
-from csil_lite.checkpoints import Checkpoints
+from csil_lite.checkpoints import Checkpoints, write_atomic
 from csil_lite.config import RunConfig
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
@@ -276,7 +276,7 @@ def train(
                 shutil.rmtree(run_dir / old, ignore_errors=True) if old != "summary.json" else \
                     (run_dir / old).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
+        write_atomic(cfg_path, json.dumps(cfg.to_dict(), indent=2))
         if setup is None:
             setup = prepare(cfg, demos, progress=progress, run_dir=run_dir)
         elif Checkpoints(run_dir / "prepare" / "result").latest() is None:
@@ -287,7 +287,7 @@ def train(
         summary = _online(cfg, run_dir, setup, env, eval_envs, progress=progress, resume=resume,
                           stop_after=stop_after, on_eval=on_eval, t_start=t_start)
         if summary["completed"]:
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
     finally:
         for e in (env, *eval_envs):
@@ -333,11 +333,10 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
     metrics_path = run_dir / "metrics.jsonl"
     if resume and ckpts.latest() is not None:
         state, loop = _load_checkpoint(ckpts, state, replay)
-        keep = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= loop["step"]] \
-            if metrics_path.exists() else []
-        metrics_path.write_text("".join(ln + "\n" for ln in keep))
+        keep = [ln for ln in _complete_lines(metrics_path) if json.loads(ln)["step"] <= loop["step"]]
+        write_atomic(metrics_path, "".join(ln + "\n" for ln in keep))
     else:
-        metrics_path.write_text("")
+        write_atomic(metrics_path, "")
     rng = np.random.default_rng()
     rng.bit_generator.state = loop["rng"]
     key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
@@ -419,6 +418,18 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
             "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
             "initial_success_rate": rows[0]["success_rate"], "wall_time": time.perf_counter() - t_start,
             "run_dir": str(run_dir), "metrics": str(metrics_path), "checkpoints": str(ckpts.directory)}
+
+
+def _complete_lines(path: Path) -> list[str]:
+    """The JSON lines of a file that parse (a kill while a row was appended leaves a partial last line)."""
+    out = []
+    for ln in path.read_text().splitlines() if path.exists() else []:
+        try:
+            json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        out.append(ln)
+    return out
 
 
 def load_run(run_dir: str | Path, demos: Transitions | None = None) -> tuple[Agent, AgentState]:

@@ -1,4 +1,4 @@
-"""The agent's components, chosen once from an `AgentConfig` by `make_agent`; the update only calls them.
+"""The agent's components, built once from an `AgentConfig` by `assembly.make_agent`; the update only calls them.
 
 - prior: the KL's reference policy p0(a|s): `BCPrior` (the frozen BC policy) or `UniformPrior` (on [-1, 1]^d,
   which turns the KL into an entropy bonus up to a constant);
