@@ -12,10 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 # orbax logs every save and restore at INFO through absl; a training bar is enough.
 logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+EMPTY = "_empty_arrays"  # meta key: the zero-size arrays of a tree (orbax saves none), by path -> (shape, dtype)
+
+
+def _fill_empty(tree: Any) -> tuple[Any, dict]:
+    """`tree` with every zero-size array replaced by a scalar of its dtype, and {path: (shape, dtype)} of them."""
+    empty: dict[str, tuple] = {}
+
+    def fill(path, x):
+        if getattr(x, "size", 1) == 0:
+            empty[jax.tree_util.keystr(path)] = (list(x.shape), np.dtype(x.dtype).str)
+            return np.zeros((), x.dtype)
+        return x
+
+    return jax.tree_util.tree_map_with_path(fill, tree), empty
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -55,8 +72,9 @@ class Checkpoints:
         """Save `tree` (arrays) and `meta` (JSON) as checkpoint `step`; a step already saved is kept as it is."""
         if step in self._manager.all_steps():
             return
+        tree, empty = _fill_empty(tree)
         self._manager.save(step, args=ocp.args.Composite(tree=ocp.args.StandardSave(tree),
-                                                         meta=ocp.args.JsonSave(meta or {})))
+                                                         meta=ocp.args.JsonSave({**(meta or {}), EMPTY: empty})))
         self._manager.wait_until_finished()
 
     def restore(self, like: Any = None, step: int | None = None, *, meta_only: bool = False) -> tuple[Any, dict]:
@@ -68,11 +86,18 @@ class Checkpoints:
             raise FileNotFoundError(f"{self.directory}: no complete checkpoint")
         if meta_only:
             out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-            return None, dict(out.meta)
-        target = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+            meta = dict(out.meta)
+            meta.pop(EMPTY, None)
+            return None, meta
+        target = None if like is None else jax.tree.map(ocp.utils.to_shape_dtype_struct, _fill_empty(like)[0])
         out = self._manager.restore(step, args=ocp.args.Composite(tree=ocp.args.StandardRestore(target),
                                                                   meta=ocp.args.JsonRestore()))
-        return out.tree, dict(out.meta)
+        meta = dict(out.meta)
+        empty = meta.pop(EMPTY, {})
+        tree = jax.tree_util.tree_map_with_path(
+            lambda path, x: np.zeros(*empty[jax.tree_util.keystr(path)]) if jax.tree_util.keystr(path) in empty
+            else x, out.tree)
+        return tree, meta
 
     def close(self) -> None:
         if self._opened is not None:

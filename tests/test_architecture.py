@@ -98,6 +98,7 @@ COMPONENT_NAMES = {
     "bc", "uniform", "coherent", "env", "sparse", "mc", "exact", "layer", "none", "batch", "batch_weight",
     "scalar", "categorical", "floor", "demos", "bound", "action", "latent", "pos", "neg", "hetstat", "mlp",
     "flatten", *ALGORITHMS, "csil++", "xqc",
+    "ensemble", "residual", "standin", "openpi",  # compositions and base sources (BaseConfig)
 }
 
 
@@ -210,3 +211,25 @@ def test_bc_and_sarsa_killed_midway_resume_where_they_stopped(tmp_path, monkeypa
     for a, b in zip(jax.tree.leaves(whole.state), jax.tree.leaves(again.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert again.agent.setup() == whole.agent.setup()
+
+
+def test_checkpoints_are_whole_and_keep_zero_size_arrays(tmp_path):
+    """orbax saves no zero-size array (an empty replay, a run without SARSA): they come back with their shape and
+    dtype; the newest `keep` steps are kept, a saved step is not written twice, meta comes back alone."""
+    from csil_lite.checkpoints import Checkpoints
+
+    tree = {"losses": np.zeros(0, np.float32), "replay": {"obs": np.zeros((0, 3), np.uint8)},
+            "params": {"w": jnp.arange(6.0).reshape(2, 3)}}
+    ckpts = Checkpoints(tmp_path / "c", keep=2)
+    assert ckpts.latest() is None and not (tmp_path / "c").exists()  # asking creates nothing
+    for step in (1, 2, 3):
+        ckpts.save(step, jax.tree.map(lambda x: x + step if x.size else x, tree), {"step": step})
+    ckpts.save(3, tree, {"step": -1})  # already saved: kept as it was
+    assert ckpts.latest() == 3 and sorted(int(p.name) for p in (tmp_path / "c").iterdir()) == [2, 3]
+    for like in (None, tree):
+        back, meta = Checkpoints(tmp_path / "c").restore(like)
+        assert meta == {"step": 3}
+        assert back["losses"].shape == (0,) and back["losses"].dtype == np.float32
+        assert back["replay"]["obs"].shape == (0, 3) and back["replay"]["obs"].dtype == np.uint8
+        np.testing.assert_array_equal(np.asarray(back["params"]["w"]), np.arange(6.0).reshape(2, 3) + 3)
+    assert Checkpoints(tmp_path / "c").restore(meta_only=True) == (None, {"step": 3})
