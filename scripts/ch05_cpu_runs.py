@@ -34,7 +34,8 @@ def run(job: tuple[str, int, str]) -> str:
     algo, seed, out = job
     run_dir = Path(out) / f"{algo}_{seed}"
     summary = train(config(algo, seed), run_dir, progress=False, resume=False)
-    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    for bulky in ("checkpoints", "prepare"):  # the stored run is its small files
+        shutil.rmtree(run_dir / bulky, ignore_errors=True)
     return f"{algo} seed {seed}: success {summary['initial_success_rate']:.2f} -> {summary['final_success_rate']:.2f}"
 
 

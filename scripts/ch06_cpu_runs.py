@@ -91,7 +91,8 @@ def run(job: tuple[str, str, int, str, str | None, int]) -> str:
     with tempfile.TemporaryDirectory(prefix="ch06_run_") as scratch:
         run_dir = Path(scratch) / name
         summary = train(config(setting, algo, seed, demos_path, env_steps), run_dir, progress=False, resume=False)
-        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+        for bulky in ("checkpoints", "prepare"):  # the stored run is its three small files
+            shutil.rmtree(run_dir / bulky, ignore_errors=True)
         if demos_path is not None:  # keep the file's name, not where this machine wrote it
             cfg = json.loads((run_dir / "config.json").read_text())
             cfg["demos_path"] = LIFT_DEMOS_FILE
