@@ -28,7 +28,8 @@ from csil_lite.agents.components import (
 )
 from csil_lite.agents.core import Agent
 from csil_lite.agents.critic import Critic, QuantileSupport
-from csil_lite.config import AgentConfig, NetworkConfig, RunConfig
+from csil_lite.base.compose import Ensemble, Residual
+from csil_lite.config import AgentConfig, BaseConfig, NetworkConfig, RunConfig
 from csil_lite.nets.critic import NORMALISATIONS, LayerNormCritic, NormalisedCritic, critic_ensemble
 from csil_lite.nets.encoders import Flatten
 from csil_lite.nets.heads import CategoricalHead, ScalarHead
@@ -50,6 +51,13 @@ REWARDS: dict[str, Callable[[AgentConfig, nn.Module], Any]] = {
         shift_from_demos=c.reward_shift == "demos"),
     "env": lambda c, policy: EnvironmentReward(),
     "sparse": lambda c, policy: SparseReward(),
+}
+
+# How the executed action is made from the base's and the small policy's (`csil_lite.base.compose`; what the
+# reward, critic and replay see per composition is documented there and in `BaseConfig`).
+COMPOSITIONS: dict[str, Callable[[BaseConfig], Any]] = {
+    "ensemble": lambda b: Ensemble(),
+    "residual": lambda b: Residual(scale=b.residual_scale),
 }
 
 
@@ -136,5 +144,37 @@ def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
                     action_dim)
 
 
-__all__ = ["ENCODERS", "KLS", "POLICIES", "PRIORS", "REWARDS", "agent_of", "critic_of", "make_agent",
-           "make_critic", "make_encoder", "make_policy"]
+def make_composition(base: BaseConfig) -> Any:
+    """The composition component of `base.compose` (`Ensemble` or `Residual`), used on the environment side."""
+    return _choose(COMPOSITIONS, base.compose, "composition")(base)
+
+
+def open_base(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> Any:
+    """The `BasePolicy` of `base.source`: a stand-in loaded from its directory, or a client of the policy server
+    at host:port (`wait` seconds of retries while it starts). None when the configuration has no base."""
+    if base.kind == "none":
+        return None
+    if base.kind == "openpi":
+        from csil_lite.base.client import RemoteBasePolicy, parse_address
+
+        host, port = parse_address(base.source)
+        return RemoteBasePolicy(host, port, wait=wait)
+    from csil_lite.base.standin import load_standin
+    from csil_lite.errors import UserError
+
+    try:
+        return load_standin(base.source, seed=seed)
+    except (ValueError, OSError) as e:
+        raise UserError(f"BaseConfig.source = {base.source!r}: {e}") from None
+
+
+def composed_env(env: Any, base_policy: Any, base: BaseConfig) -> Any:
+    """`env` with `base_policy` queried every `base.chunk` steps and the executed action composed by
+    `base.compose` (`ChunkedBaseEnv`; its `info` carries the base action of the next step and the executed one)."""
+    from csil_lite.base.env import ChunkedBaseEnv
+
+    return ChunkedBaseEnv(env, base_policy, base.chunk, compose=make_composition(base).execute)
+
+
+__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "POLICIES", "PRIORS", "REWARDS", "agent_of", "composed_env",
+           "critic_of", "make_agent", "make_composition", "make_critic", "make_encoder", "make_policy", "open_base"]

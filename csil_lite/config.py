@@ -32,6 +32,8 @@ PRIORS = ("bc", "uniform")
 REWARDS = ("coherent", "env", "sparse")
 KL_ESTIMATORS = ("mc", "exact")
 CRITIC_NORMS = ("layer", "none", "batch", "batch_weight")
+Compose = Literal["ensemble", "residual"]
+COMPOSITIONS: tuple[str, ...] = typing.get_args(Compose)
 
 
 @functools.cache
@@ -232,6 +234,73 @@ class AgentConfig:
 
 
 @dataclass(frozen=True)
+class BaseConfig:
+    """A frozen base policy (a large behaviour model) acting next to the small policy; `source=None`: no base.
+
+    `source`: None, a stand-in checkpoint directory (`csil-lite lbm train --out DIR`) or the `host:port` of a
+    policy server speaking openpi's protocol (pi0.5, or `csil-lite serve`). `chunk`: N, the actions executed
+    open-loop per base query (the paper: 10 of pi0.5's 10); at most the base's action horizon, checked when the
+    base is opened. `compose`: how the executed action is made from the base's action a_b and the small
+    policy's a_pi (`csil_lite.base.compose`, chosen in `assembly.COMPOSITIONS`):
+
+    - 'ensemble' (paper eq. 3): (a_b + a_pi) / 2.
+    - 'residual' (paper eq. 2, thesis 6.2): tanh(atanh(a_pi) + atanh(clip(a_b))), i.e. the small policy's latent
+      mean shifted by atanh(a_b); with `residual_scale` s set, the peers' bounded form clip(a_b + s * a_pi).
+
+    What the reward, the critic and the replay see, in both modes: the small policy's *own* action a_pi (the
+    replay stores it with the base's action; the executed action is `compose(a_b, a_pi)`, recomputable). The
+    base action is no input of the policy or the critic networks. BC start: 'ensemble' fits a_pi to the
+    demonstrated action (the paper), 'residual' to the action that executes the demonstrated one through the
+    composition (`Composition.bc_target`). Why, and the tests that pin it: `csil_lite.base.compose`.
+
+    Residual-only options (what residual peers found necessary, `../research`: ResFiT, Policy Decorator):
+    `residual_scale` (None: the thesis's unbounded latent shift; a number s in (0, 2]: |a - a_b| <= s, the
+    peers use 0.03-0.3) and `residual_init_scale` (None: start from the BC fit; a number in [0, 1]: multiply the
+    policy's last mean layer by it at the start, 0 = the residual starts at exactly zero, i.e. at the base).
+    """
+
+    source: str | None = None
+    chunk: int = 10
+    compose: Compose = "ensemble"
+    residual_scale: float | None = None
+    residual_init_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.source is not None:
+            if not self.source.strip() or self.source != self.source.strip():
+                raise UserError(f"BaseConfig.source = {self.source!r}: expected a stand-in checkpoint directory "
+                                "or host:port, without surrounding spaces")
+            if self.kind == "openpi":
+                port = int(self.source.rsplit(":", 1)[1])
+                if not 1 <= port <= 65535:
+                    raise UserError(f"BaseConfig.source = {self.source!r}: port {port} outside 1..65535")
+        if self.chunk < 1:
+            raise UserError(f"BaseConfig.chunk = {self.chunk}: the base executes at least 1 action per query")
+        if self.compose != "residual":
+            for name in ("residual_scale", "residual_init_scale"):
+                if getattr(self, name) is not None:
+                    raise UserError(f"BaseConfig.{name} = {getattr(self, name)!r} applies to compose='residual' "
+                                    f"only (compose is {self.compose!r})")
+        if self.residual_scale is not None and not 0 < self.residual_scale <= 2:
+            raise UserError(f"BaseConfig.residual_scale = {self.residual_scale}: expected a number in (0, 2] "
+                            "(the largest |executed - base| per dimension) or None")
+        if self.residual_init_scale is not None and not 0 <= self.residual_init_scale <= 1:
+            raise UserError(f"BaseConfig.residual_init_scale = {self.residual_init_scale}: expected a number in "
+                            "[0, 1] or None")
+
+    @property
+    def kind(self) -> str:
+        """'none', 'openpi' ([ws://]host:port: digits after the last ':', no '/') or 'standin' (a directory; write
+        one whose name looks like host:port as ./name)."""
+        if self.source is None:
+            return "none"
+        rest = self.source[len("ws://"):] if self.source.startswith("ws://") else self.source
+        head, sep, tail = rest.rpartition(":")
+        return "openpi" if sep and head and tail.isdigit() and "/" not in rest else "standin"
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs; written to the run directory as config.json.
 
@@ -265,6 +334,9 @@ class RunConfig:
     learn_online: bool = True  # False: the BC policy is only evaluated, on the same schedule (the BC baseline)
     agent: AgentConfig = field(default_factory=AgentConfig)
     nets: NetworkConfig = field(default_factory=NetworkConfig)
+    # A frozen base policy composed with the small one (None: no base). See BaseConfig for what the reward,
+    # critic and replay see per composition, and the BC start rule.
+    base: BaseConfig = field(default_factory=BaseConfig)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -298,11 +370,13 @@ class RunConfig:
         for k in ("policy_hidden", "critic_hidden"):
             if k in nets_d:
                 nets_d[k] = tuple(nets_d[k])
-        return cls(agent=agent, nets=NetworkConfig(**nets_d), **d)
+        base = BaseConfig(**d.pop("base", {}))  # a config.json written before the base section: no base
+        return cls(agent=agent, nets=NetworkConfig(**nets_d), base=base, **d)
 
 
 def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:
-    """`cfg` with RunConfig fields replaced; `agent` and `nets` take dicts of their own fields. Validated once."""
+    """`cfg` with RunConfig fields replaced; `agent`, `nets` and `base` take dicts of their own fields."""
     agent = dataclasses.replace(cfg.agent, **overrides.pop("agent", {}))
     nets = dataclasses.replace(cfg.nets, **overrides.pop("nets", {}))
-    return dataclasses.replace(cfg, agent=agent, nets=nets, **overrides)
+    base = dataclasses.replace(cfg.base, **overrides.pop("base", {}))
+    return dataclasses.replace(cfg, agent=agent, nets=nets, base=base, **overrides)

@@ -10,6 +10,10 @@ stored with `terminal=0, last=1`, so the critic still bootstraps through it.
 
 Observations are pytrees (`csil_lite.obs`): each leaf (a dict observation's key) is stored in its own array with
 its own dtype, and batches come out as the same pytree.
+
+With a base policy (`csil_lite.base.compose`), a buffer made with `base_actions=True` also stores the base's
+action at each state (`Transitions.base_action`), the one the executed action was composed with; the demos then
+carry theirs, and `mixed_batch` draws both. Without a base the field is None everywhere and costs nothing.
 """
 
 from __future__ import annotations
@@ -52,9 +56,12 @@ class ReplayBuffer:
         leaf is stored in its own array with its own dtype.
       act_dim: action dimension; actions must lie in [-1, 1] (checked on `add`).
       obs_dtype: storage dtype of a shape-only `obs_spec` (float32 for states, uint8 for images).
+      base_actions: also store the base policy's action [act_dim] of every transition (`add(base_action=...)`
+        then requires it); the base's raw proposal is kept (finite, not range-checked: the composition clips).
     """
 
-    def __init__(self, capacity: int, obs_spec: Any, act_dim: int, obs_dtype: Any = np.float32):
+    def __init__(self, capacity: int, obs_spec: Any, act_dim: int, obs_dtype: Any = np.float32, *,
+                 base_actions: bool = False):
         if int(capacity) <= 0:
             raise ValueError(f"ReplayBuffer: capacity must be > 0, got {capacity}")
         if int(act_dim) <= 0:
@@ -80,6 +87,9 @@ class ReplayBuffer:
             "terminal": ((), np.dtype(np.float32)),
             "last": ((), np.dtype(np.float32)),
         })
+        self.base_actions = bool(base_actions)
+        if self.base_actions:
+            self._shapes["base_action"] = ((self.act_dim,), np.dtype(np.float32))
         self._data = {k: np.zeros((self.capacity, *s), d) for k, (s, d) in self._shapes.items()}
         self._next = 0  # slot of the next write
         self._size = 0
@@ -133,13 +143,19 @@ class ReplayBuffer:
         next_obs: Any,
         terminal: Any,
         last: Any | None = None,
+        base_action: Any | None = None,
     ) -> None:
         """Store one transition, or a batch when `action` has a leading batch axis.
 
         `terminal`: 1/True only for a true absorbing end (never for a time-limit truncation).
         `last`: 1/True at the final step of an episode (terminal *or* truncated); defaults to `terminal`. Pass
         `last=terminated or truncated` from a gymnasium loop.
+        `base_action`: the base's action the executed one was composed with; required by a buffer made with
+        `base_actions=True`, refused by one without.
         """
+        if (base_action is None) == self.base_actions:
+            raise ValueError("replay.add: this buffer stores base actions, pass base_action" if self.base_actions
+                             else "replay.add: base_action given, but this buffer was made without base_actions=True")
         values = {**self._obs_leaves("obs", obs), **self._obs_leaves("next_obs", next_obs)}
         first_key = "obs" + self._obs_keys[0]
         n_lead = np.ndim(values[first_key]) - len(self._shapes[first_key][0])
@@ -156,6 +172,8 @@ class ReplayBuffer:
             return
         last = terminal if last is None else last
         values.update(action=action, reward=reward, terminal=terminal, last=last)
+        if self.base_actions:
+            values["base_action"] = base_action
         checked: dict[str, np.ndarray] = {}
         for k, (shape, dtype) in self._shapes.items():
             checked[k] = _check_array(k, values[k], lead + shape, dtype)
@@ -203,6 +221,7 @@ class ReplayBuffer:
             next_action=np.zeros(np.shape(idx) + (self.act_dim,), np.float32),
             terminal=d["terminal"][idx],
             last=d["last"][idx],
+            base_action=d["base_action"][idx] if self.base_actions else None,
         )
 
     def sample(self, rng: np.random.Generator, n: int) -> Transitions:
@@ -266,6 +285,10 @@ def mixed_batch(
         raise ValueError(f"mixed_batch: demo observations are {demo_spec}, replay stores {buffer.obs_spec}")
     if demos.action.shape[1:] != (buffer.act_dim,):
         raise ValueError(f"mixed_batch: demo actions {demos.action.shape[1:]}, replay stores ({buffer.act_dim},)")
+    if (demos.base_action is not None) != buffer.base_actions:
+        raise ValueError("mixed_batch: the replay stores base actions but the demos have none (label them with "
+                         "the base: csil_lite.base.compose.with_base_actions)" if buffer.base_actions else
+                         "mixed_batch: the demos carry base actions but the replay stores none (base_actions=True)")
     demo_idx = rng.integers(0, demos.size, size=(utd, n_demo))
     online_idx = rng.integers(0, buffer.size, size=(utd, n_online))
     n = n_demo + n_online
@@ -288,4 +311,6 @@ def mixed_batch(
     return Transitions(obs=obs_rows("obs"), action=rows(demos.action, buffer._data["action"]),
                        reward=rows(demos.reward, buffer._data["reward"]), next_obs=obs_rows("next_obs"),
                        next_action=next_action, terminal=rows(demos.terminal, buffer._data["terminal"]),
-                       last=rows(demos.last, buffer._data["last"]))
+                       last=rows(demos.last, buffer._data["last"]),
+                       base_action=(rows(demos.base_action, buffer._data["base_action"]) if buffer.base_actions
+                                    else None))

@@ -133,7 +133,7 @@ def test_mixed_batch_shape_ratio_and_order():
         assert isinstance(b, Transitions)
         assert b.obs.shape == (utd, 16, 3) and b.action.shape == (utd, 16, 2) and b.reward.shape == (utd, 16)
         assert np.all(b.reward[:, :6] <= -1) and np.all(b.reward[:, 6:] >= 0)  # demo rows first, exact ratio
-        assert all(f.dtype == np.float32 for f in b)
+        assert all(f.dtype == np.float32 for f in b if f is not None) and b.base_action is None
         # Demo rows carry their next_action; online rows have none (zeros).
         i = (-b.reward[:, :6] - 1).astype(int)
         np.testing.assert_array_equal(b.next_action[:, :6], demos.next_action[i])

@@ -19,7 +19,16 @@ from csil_lite.obs import flatten_obs  # noqa: F401  (re-exported: data.flatten_
 
 class Transitions(NamedTuple):
     """Rows of transitions. `obs`/`next_obs` are observation pytrees (`csil_lite.obs`): an array [N, obs_dim]
-    for states, or a dict of named arrays [N, ...] each with its own dtype (uint8 images stay uint8)."""
+    for states, or a dict of named arrays [N, ...] each with its own dtype (uint8 images stay uint8).
+
+    `base_action` is the base policy's proposal at each row's state (`csil_lite.base.compose`): for
+    demonstrations the base's action at the demonstrated state, for replay the one the executed action was
+    composed with. It is None when there is no base. Why None and not zeros of the action's shape: None is a
+    pytree node without leaves, so `jax.tree.map` (`take`, device transfers, `jit`) passes it through untouched
+    and a run without a base carries, stores and transfers nothing for it; zeros would cost a [N, d] array in
+    every batch and could not be told from a base that proposes 0 (a composition handed them would silently
+    compose with a phantom base). Two `Transitions` mapped together must agree on having it or not.
+    """
 
     obs: Any  # [N, obs_dim] float32, or a dict of [N, ...] arrays
     action: np.ndarray  # [N, act_dim] float32 in [-1, 1]
@@ -28,6 +37,7 @@ class Transitions(NamedTuple):
     next_action: np.ndarray  # [N, act_dim]; zeros where last == 1
     terminal: np.ndarray  # [N] float32, 1 = absorbing end, do not bootstrap
     last: np.ndarray  # [N] float32, 1 = final step of its episode (terminal or time-out)
+    base_action: np.ndarray | None = None  # [N, act_dim] float32: the base's proposal at obs; None: no base
 
     @property
     def size(self) -> int:
@@ -61,11 +71,17 @@ def episodes_to_transitions(episodes: Sequence[Mapping[str, np.ndarray]]) -> Tra
     - `obs` [T, obs_dim], `actions` [T, act_dim], `next_obs` [T, obs_dim] (or observation dicts of [T, ...]
       arrays: float leaves become float32, integer ones such as uint8 images keep their dtype),
     - optional `rewards` [T] (default 0) and `terminal` (bool, default False: the episode was cut by a
-      time limit or by success-based early stopping, so its last transition still bootstraps).
+      time limit or by success-based early stopping, so its last transition still bootstraps),
+    - optional `base_actions` [T, act_dim]: the base's proposal at each state (`Transitions.base_action`);
+      every episode or none.
     """
     if len(episodes) == 0:
         raise ValueError("episodes_to_transitions: no episodes given")
     fields: dict[str, list[np.ndarray]] = {k: [] for k in Transitions._fields}
+    with_base = [("base_actions" in ep) for ep in episodes]
+    if any(with_base) and not all(with_base):
+        raise ValueError(f"episodes_to_transitions: episodes {[i for i, b in enumerate(with_base) if not b]} have "
+                         "no base_actions while others have: all or none")
     for i, ep in enumerate(episodes):
         obs, nxt = _obs_arrays(ep["obs"]), _obs_arrays(ep["next_obs"])
         act = np.asarray(ep["actions"], np.float32)
@@ -85,7 +101,12 @@ def episodes_to_transitions(episodes: Sequence[Mapping[str, np.ndarray]]) -> Tra
             obs=obs, action=act, reward=rew, next_obs=nxt, next_action=next_act, terminal=term, last=last
         ).items():
             fields[k].append(v)
-    return Transitions(**{k: obs_lib.concat(v, xp=np) for k, v in fields.items()})
+        if with_base[0]:
+            base = np.asarray(ep["base_actions"], np.float32)
+            if base.shape != act.shape:
+                raise ValueError(f"episode {i}: base_actions {base.shape}, expected the actions' {act.shape}")
+            fields["base_action"].append(base)
+    return Transitions(**{k: obs_lib.concat(v, xp=np) for k, v in fields.items() if v})
 
 
 def _obs_arrays(obs: Any) -> Any:

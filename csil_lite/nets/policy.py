@@ -178,3 +178,22 @@ def policy_distribution(policy: nn.Module, params, obs: jax.Array):
     """The tanh-Gaussian action distribution of `policy` at `obs`."""
     mean, std = policy.apply(params, obs)
     return tanh_normal(mean, std)
+
+
+def scale_mean_head(params, factor: float):
+    """`params` of a `HetStatPolicy` or `MLPPolicy` with the last layer of the latent *mean* multiplied by
+    `factor` (HetStat's `mean_weights`; the MLP's `mean` kernel and bias); the std is untouched. factor 0 puts
+    the latent mean at 0 everywhere (a residual that starts at exactly zero, ResFiT's zero-initialised layer)."""
+    found = []
+
+    def one(path, x):
+        keys = [getattr(k, "key", None) for k in path]
+        if keys[-1:] == ["mean_weights"] or (len(keys) >= 2 and keys[-2] == "mean" and keys[-1] in ("kernel", "bias")):
+            found.append(keys)
+            return x * factor
+        return x
+
+    out = jax.tree_util.tree_map_with_path(one, params)
+    if not found:
+        raise ValueError("scale_mean_head: no mean layer ('mean_weights' or 'mean/kernel') in these parameters")
+    return out
