@@ -4,8 +4,12 @@ is being written), resume it each time, and check that it ends exactly as an uni
 The run (`train` in a child process, one per attempt) is a small preview CSIL run on pointmass-reach with
 checkpoints every few hundred env steps, so that every phase (BC, SARSA, online) and every kind of write (the
 pretraining chunks' checkpoints, the prepared setup, the online checkpoints, metrics.jsonl) is hit. The killer
-either waits a random time drawn over the whole run's duration, or (every fourth kill) watches the run directory
-and kills the moment a checkpoint is being written (an orbax temporary directory appears).
+either waits a random time, or (every fourth kill) watches the run directory and kills the moment a checkpoint
+is being written (a new orbax temporary directory appears). Of the others, every fourth is killed at a random
+moment between 60 % of a process's start-up (the time the uninterrupted run took to its first checkpoint) and
+start-up + 20 % of the work after it; the rest are killed a random time (up to 10 % of that work) after the
+attempt has finished a new checkpoint, so that the run moves on through every phase (start-up, BC, SARSA, online)
+however loaded the machine is, instead of being killed again and again before its first checkpoint.
 
 After every kill it checks that the directory holds a complete checkpoint whenever it held one before the kill
 (no moment without one): the newest finalised step of each checkpoint directory never goes back. At the end the
@@ -36,7 +40,7 @@ import sys
 from csil_lite.configs import preset
 from csil_lite.loop import train
 cfg = preset("preview", task="pointmass-reach", num_demos=3, bc_steps=2000, critic_pretrain_steps=1500,
-             env_steps=2000, learning_starts=200, eval_every=250, eval_episodes=5, checkpoint_every=150,
+             env_steps=4000, learning_starts=200, eval_every=250, eval_episodes=5, checkpoint_every=150,
              replay_capacity=5000, agent=dict(n_demo=32, n_online=32),
              nets=dict(policy_hidden=(32,), features=32, critic_hidden=(32,)))
 train(cfg, sys.argv[1], progress=False)
@@ -56,13 +60,19 @@ def latest_steps(run: Path) -> dict[str, int | None]:
     return out
 
 
-def writing(run: Path) -> bool:
-    """Whether a checkpoint is being written now (orbax writes into a temporary directory first)."""
+def temporaries(run: Path) -> set[str]:
+    """The orbax temporary directories in the run now (a checkpoint is written into one, then renamed)."""
+    out = set()
     for d in CKPT_DIRS:
         p = run / d
-        if p.is_dir() and any("tmp" in c.name for c in p.iterdir()):
-            return True
-    return False
+        if p.is_dir():
+            out |= {f"{d}/{c.name}" for c in p.iterdir() if "tmp" in c.name}
+    return out
+
+
+def writing(run: Path, stale: set[str]) -> bool:
+    """Whether a checkpoint is being written now: a temporary directory that was not left by an earlier kill."""
+    return bool(temporaries(run) - stale)
 
 
 def phase(steps: dict[str, int | None], done: bool) -> str:
@@ -98,11 +108,18 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     ref = start(root / "uninterrupted", root / "uninterrupted.log")
-    if ref.wait() != 0:
+    first = None  # when the first checkpoint of the uninterrupted run appeared: the start-up of a process
+    while ref.poll() is None:
+        if first is None and any(v is not None for v in latest_steps(root / "uninterrupted").values()):
+            first = time.perf_counter() - t0
+        time.sleep(0.05)
+    if ref.returncode != 0:
         print((root / "uninterrupted.log").read_text()[-3000:])
         return 1
     duration = time.perf_counter() - t0
-    print(f"uninterrupted run: {duration:.0f} s; {len(rows_of(root / 'uninterrupted'))} evaluations")
+    first = duration / 4 if first is None else first
+    print(f"uninterrupted run: {duration:.0f} s (first checkpoint after {first:.1f} s); "
+          f"{len(rows_of(root / 'uninterrupted'))} evaluations")
 
     run = root / "killed"
     table, failures = [], []
@@ -112,17 +129,22 @@ def main(argv: list[str] | None = None) -> int:
         log = root / f"attempt_{len(table)}.log"
         proc = start(run, log)
         t_start = time.perf_counter()
-        at_write = kill % 4 == 3
-        # Random moments over the first 40 % of a whole run's time: each attempt pays the start-up again, so
-        # later attempts have less left to do and would otherwise finish before the last kill.
-        deadline = t_start + (duration * 1.5 if at_write else rng.uniform(1.0, 0.4 * duration))
+        at_write, at_random = kill % 4 == 3, kill % 4 == 1
+        stale = temporaries(run)
+        work = duration - first
+        # at_random: a moment between 60 % of a process's start-up and start-up + 20 % of the work after it;
+        # otherwise (not at_write) a random time after the attempt's first new checkpoint
+        deadline = t_start + (rng.uniform(0.6 * first, first + 0.2 * work) if at_random else duration * 3)
+        after_progress = rng.uniform(0.0, 0.1 * work)
         killed = False
         while proc.poll() is None and time.perf_counter() < deadline:
-            if at_write and writing(run):
+            if at_write and writing(run, stale):
                 break
+            if not (at_write or at_random) and latest_steps(run) != before:
+                deadline = min(deadline, time.perf_counter() + after_progress)
             time.sleep(0.002 if at_write else 0.05)
         if proc.poll() is None:
-            during_write = writing(run)
+            during_write = writing(run, stale)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             killed = True
@@ -137,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         if lost:
             failures.append(f"kill {kill}: checkpoint gone from {lost}: {before} -> {after}")
         resumed_from = {d: v for d, v in before.items() if v is not None}
-        table.append((kill, time.perf_counter() - t_start, phase(after, done and not killed),
+        how = "at write" if at_write else "random" if at_random else "progress"
+        table.append((kill, time.perf_counter() - t_start, how, phase(after, done and not killed),
                       "yes" if killed and during_write else "no", resumed_from, after, not lost))
         if not killed:
             break
@@ -147,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         if proc.wait() != 0:
             failures.append(f"final resume: exit {proc.returncode}: {(root / 'final.log').read_text()[-2000:]}")
 
-    print(f"\n{'kill':>4} {'at s':>6} {'phase':>8} {'in write':>8}  resumed from (before the attempt) -> on disk after"
-          f" the kill  ok")
+    print(f"\n{'kill':>4} {'at s':>6} {'when':>8} {'phase':>8} {'in write':>8}  resumed from (before the attempt) "
+          f"-> on disk after the kill  ok")
     short = {"prepare/behaviour_cloning": "bc", "prepare/critic_pretraining": "sarsa", "prepare/result": "prepared",
              "checkpoints": "online"}
-    for kill, t, ph, w, before, after, ok in table:
+    for kill, t, how, ph, w, before, after, ok in table:
         b = ", ".join(f"{short[d]} {v}" for d, v in before.items()) or "nothing"
         a = ", ".join(f"{short[d]} {v}" for d, v in after.items() if v is not None) or "nothing"
-        print(f"{kill:>4} {t:>6.1f} {ph:>8} {w:>8}  {b} -> {a}  {'ok' if ok else 'LOST'}")
+        print(f"{kill:>4} {t:>6.1f} {how:>8} {ph:>8} {w:>8}  {b} -> {a}  {'ok' if ok else 'LOST'}")
     same = (run / "summary.json").exists() and rows_of(run) == rows_of(root / "uninterrupted")
     print(f"\n{len(table)} attempts killed; final metrics identical to the uninterrupted run: {same}")
     if not same:

@@ -10,6 +10,7 @@ themselves (`Agent.resolve`).
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -28,7 +29,7 @@ from csil_lite.agents.components import (
 )
 from csil_lite.agents.core import Agent
 from csil_lite.agents.critic import Critic, QuantileSupport
-from csil_lite.base.compose import Ensemble, Residual
+from csil_lite.base.compose import BaseEdge, Ensemble, NoBase, Residual
 from csil_lite.config import AgentConfig, BaseConfig, NetworkConfig, RunConfig
 from csil_lite.nets.critic import NORMALISATIONS, LayerNormCritic, NormalisedCritic, critic_ensemble
 from csil_lite.nets.encoders import Flatten
@@ -168,6 +169,25 @@ def open_base(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> Any:
         raise UserError(f"BaseConfig.source = {base.source!r}: {e}") from None
 
 
+def base_edge(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> NoBase | BaseEdge:
+    """What a run does at the environment's edge for `base` (`NoBase` without one). A stand-in is loaded once
+    and copied per environment (its own noise, `reseed`); a server gets one connection per environment."""
+    if base.kind == "none":
+        return NoBase()
+    first = open_base(base, seed=seed, wait=wait)
+    if hasattr(first, "reseed"):
+        def spawn() -> Any:
+            twin = copy.copy(first)
+            twin.reseed(seed)
+            return twin
+    else:
+        pool = [first]
+
+        def spawn() -> Any:
+            return pool.pop() if pool else open_base(base, seed=seed, wait=wait)
+    return BaseEdge(spawn, make_composition(base), base.chunk, base.residual_init_scale)
+
+
 def composed_env(env: Any, base_policy: Any, base: BaseConfig) -> Any:
     """`env` with `base_policy` queried every `base.chunk` steps and the executed action composed by
     `base.compose` (`ChunkedBaseEnv`; its `info` carries the base action of the next step and the executed one)."""
@@ -176,5 +196,6 @@ def composed_env(env: Any, base_policy: Any, base: BaseConfig) -> Any:
     return ChunkedBaseEnv(env, base_policy, base.chunk, compose=make_composition(base).execute)
 
 
-__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "POLICIES", "PRIORS", "REWARDS", "agent_of", "composed_env",
-           "critic_of", "make_agent", "make_composition", "make_critic", "make_encoder", "make_policy", "open_base"]
+__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "POLICIES", "PRIORS", "REWARDS", "agent_of", "base_edge",
+           "composed_env", "critic_of", "make_agent", "make_composition", "make_critic", "make_encoder",
+           "make_policy", "open_base"]

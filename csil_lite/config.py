@@ -331,6 +331,9 @@ class RunConfig:
     eval_every: int = 1_000
     eval_episodes: int = 10
     checkpoint_every: int = 0  # 0: only at the end
+    # The paper's protocol: the best evaluated parameters are kept; at the end they are re-evaluated
+    # `final_eval_repeats` times x `eval_episodes` episodes on fresh episode seeds (final_eval.json; the paper: 5).
+    final_eval_repeats: int = 0
     learn_online: bool = True  # False: the BC policy is only evaluated, on the same schedule (the BC baseline)
     agent: AgentConfig = field(default_factory=AgentConfig)
     nets: NetworkConfig = field(default_factory=NetworkConfig)
@@ -346,7 +349,8 @@ class RunConfig:
                   "replay_capacity", "eval_every", "eval_episodes")
         if not 0.0 <= self.demo_action_margin < 1.0:
             raise ValueError(f"RunConfig.demo_action_margin must lie in [0, 1), got {self.demo_action_margin}")
-        nonneg = ("seed", "critic_pretrain_steps", "learning_starts", "checkpoint_every", "actor_warmup")
+        nonneg = ("seed", "critic_pretrain_steps", "learning_starts", "checkpoint_every", "actor_warmup",
+                  "final_eval_repeats")
         for name in (n for n in nonneg if getattr(self, n) < 0):
             raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.agent.n_online > self.replay_capacity:

@@ -86,6 +86,12 @@ def evaluate(
     return out
 
 
+def final_seeds(seed: int, repeats: int) -> list[int]:
+    """The evaluation seeds of the paper's final re-evaluations (one per repeat of E episodes): derived from the
+    run's seed, disjoint in practice from the seed every evaluation during training uses."""
+    return [int(np.random.SeedSequence([seed, 0xF1AA1, i]).generate_state(1)[0]) for i in range(repeats)]
+
+
 def median_iqr(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median and the 25th / 75th percentiles across seeds (the paper's uncertainty bands)."""
     v = np.asarray(values, np.float64)

@@ -2,8 +2,9 @@
 
 Everything a run produces lands in its directory: `config.json`, `metrics.jsonl` (one line per evaluation),
 `summary.json`, `prepare/` (what BC and SARSA produced, and their own checkpoints while they run) and
-`checkpoints/` (orbax `CheckpointManager`: agent state + replay + loop RNG state, written aside and renamed into
-place, the newest two kept). Online checkpoints are taken at episode boundaries, and every episode's reset seed
+`checkpoints/` (orbax `CheckpointManager`: agent state + replay + loop RNG state + the best evaluated actor,
+written aside and renamed into place, the newest two kept) and, with `final_eval_repeats`, `final_eval.json` (the
+paper's protocol: the best parameters re-evaluated at the end). Online checkpoints are taken at episode boundaries, and every episode's reset seed
 derives from (seed, episode index), so a resumed run continues exactly as if it had never stopped; a resume
 never repeats BC or SARSA.
 """
@@ -28,13 +29,13 @@ from tqdm.auto import tqdm
 from csil_lite import obs as obs_lib
 from csil_lite.agents.core import Agent, init_state, make_act, make_update
 from csil_lite.agents.state import AgentState
-from csil_lite.assembly import make_agent
+from csil_lite.assembly import base_edge, make_agent
 from csil_lite.checkpoints import Checkpoints, write_atomic
 from csil_lite.config import RunConfig
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
 from csil_lite.envs.registry import TASKS, TOY_TASKS, make_env
 from csil_lite.errors import UserError
-from csil_lite.evaluation import evaluate
+from csil_lite.evaluation import evaluate, final_seeds
 from csil_lite.pretrain.bc import clip_actions, train_bc
 from csil_lite.pretrain.critic import pretrain_critic
 from csil_lite.replay import ReplayBuffer, mixed_batch
@@ -111,7 +112,7 @@ def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.n
 
 
 def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool = True,
-            bc_from: Setup | None = None, run_dir: str | Path | None = None) -> Setup:
+            bc_from: Setup | None = None, run_dir: str | Path | None = None, edge: Any = None) -> Setup:
     """BC, then SARSA critic pretraining (if `critic_pretrain_steps`): the agent state the online phase starts from.
 
     The agent is built once from the configuration (`assembly.make_agent`); its components resolve what they
@@ -123,17 +124,24 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     `run_dir`: BC and SARSA checkpoint themselves under `run_dir/prepare/` (a killed run resumes them where they
     stopped), and what preparation produced (BC params, pretrained critic, the components' resolved setup) is
     stored there; a later call finds it and returns it without training anything.
+
+    `edge`: the run's base policy at the environment's edge (`assembly.base_edge(cfg.base)`, built here when not
+    given): the demonstrations are labelled with the base's proposals and put in the small policy's coordinates
+    (`BaseEdge.label`) after clipping, and the actor starts from `edge.start(bc_params)`.
     """
+    edge = base_edge(cfg.base, seed=cfg.seed) if edge is None else edge
     if bc_from is not None:
         demos = bc_from.demos
     demos = load_demos(cfg) if demos is None else demos
     if cfg.demo_action_margin > 0 and bc_from is None:  # one clipped copy for BC, reward, SARSA, online batches
         demos = demos._replace(action=clip_actions(demos.action, cfg.demo_action_margin),
                                next_action=clip_actions(demos.next_action, cfg.demo_action_margin))
+    if bc_from is None:
+        demos = edge.label(demos)
     agent = make_agent(cfg, demos.obs_spec, demos.act_dim)
     stage = None if run_dir is None else Path(run_dir) / "prepare"
     if stage is not None and Checkpoints(stage / "result").latest() is not None:
-        return _prepared(agent, demos, stage)
+        return _prepared(agent, demos, stage, edge)
     if bc_from is None:
         bc = train_bc(agent.policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed,
                       batch_size=cfg.bc_batch, learning_rate=cfg.bc_lr, progress=progress,
@@ -154,7 +162,7 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
                               progress=progress, checkpoint_dir=None if stage is None else stage / "critic_pretraining")
         critic_params, critic_losses = pre.params, pre.losses
     setup = Setup(agent, demos, np.asarray(bc_losses), np.asarray(critic_losses),
-                  init_state(agent, bc_params, critic_params), bc_params, critic_params)
+                  init_state(agent, bc_params, critic_params, edge.start(bc_params)), bc_params, critic_params)
     if stage is not None:
         save_prepared(setup, stage)
     return setup
@@ -171,13 +179,13 @@ def save_prepared(setup: Setup, stage: Path) -> None:
         shutil.rmtree(stage / partial, ignore_errors=True)
 
 
-def _prepared(agent: Agent, demos: Transitions, stage: Path) -> Setup:
+def _prepared(agent: Agent, demos: Transitions, stage: Path, edge: Any) -> Setup:
     """The setup stored by `save_prepared` (no BC, no SARSA: the params and the resolved components are read)."""
     saved, meta = Checkpoints(stage / "result", keep=1).restore()
     agent = agent.with_setup(meta["setup"])
     bc_params, critic_params = saved["policy"], saved["critic"]
     return Setup(agent, demos, np.asarray(saved["bc_losses"]), np.asarray(saved["critic_losses"]),
-                 init_state(agent, bc_params, critic_params), bc_params, critic_params)
+                 init_state(agent, bc_params, critic_params, edge.start(bc_params)), bc_params, critic_params)
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------------
@@ -189,19 +197,27 @@ def _replay_like(replay: ReplayBuffer, size: int) -> dict[str, np.ndarray]:
             "meta": np.zeros(4, np.int64)}
 
 
-def _save_checkpoint(ckpts: Checkpoints, state: AgentState, replay: ReplayBuffer, loop: dict[str, Any]) -> None:
-    """The online phase at an episode boundary: agent state, replay and the loop's counters and RNG states."""
+def _save_checkpoint(ckpts: Checkpoints, state: AgentState, replay: ReplayBuffer, loop: dict[str, Any],
+                     best: Any) -> None:
+    """The online phase at an episode boundary: agent state, replay, the best evaluated actor's variables and
+    the loop's counters and RNG states."""
     ckpts.save(loop["step"], {"agent": state, "replay": {k.replace("/", "."): v
-                                                        for k, v in replay.state_dict().items()}},
+                                                        for k, v in replay.state_dict().items()}, "best": best},
                {**loop, "replay_size": len(replay)})
 
 
-def _load_checkpoint(ckpts: Checkpoints, like: AgentState, replay: ReplayBuffer) -> tuple[AgentState, dict[str, Any]]:
+def _load_checkpoint(ckpts: Checkpoints, like: AgentState, replay: ReplayBuffer) -> tuple[AgentState, dict[str, Any],
+                                                                                           Any]:
+    """(agent state, loop dict, best actor variables) of the newest checkpoint; the replay is filled in place.
+    A checkpoint written before the best actor was kept gives the checkpoint's own actor as the best."""
     _, loop = ckpts.restore(None, meta_only=True)
     like_replay = {k.replace("/", "."): v for k, v in _replay_like(replay, loop["replay_size"]).items()}
-    saved, loop = ckpts.restore({"agent": like, "replay": like_replay})
+    target = {"agent": like, "replay": like_replay}
+    if "best" in loop:
+        target["best"] = like.actor.variables
+    saved, loop = ckpts.restore(target)
     replay.load_state_dict({k.replace(".", "/", 1): np.asarray(v) for k, v in saved["replay"].items()})
-    return saved["agent"], loop
+    return saved["agent"], loop, saved.get("best", saved["agent"].actor.variables)
 
 
 # -- the loop ------------------------------------------------------------------------------------------------------
@@ -267,7 +283,8 @@ def train(
     if cfg_path.exists() and resume:
         _check_same_config(cfg, cfg_path)
     demos = setup.demos if setup is not None else load_demos(cfg)
-    env = make_env(cfg.task, seed=cfg.seed)
+    edge = base_edge(cfg.base, seed=cfg.seed)  # the base policy at the environment's edge (NoBase: none)
+    env = edge.wrap(make_env(cfg.task, seed=cfg.seed))
     eval_envs: list[Any] = []
     try:  # the environments are closed however the run ends (a robosuite env holds a simulator and a renderer)
         _check_demos_fit(cfg, demos, env)
@@ -278,13 +295,13 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(cfg_path, json.dumps(cfg.to_dict(), indent=2))
         if setup is None:
-            setup = prepare(cfg, demos, progress=progress, run_dir=run_dir)
+            setup = prepare(cfg, demos, progress=progress, run_dir=run_dir, edge=edge)
         elif Checkpoints(run_dir / "prepare" / "result").latest() is None:
             save_prepared(setup, run_dir / "prepare")  # the run directory is whole: `load_run` reads it
         # Toy tasks are cheap to copy: evaluate all episodes in lockstep (one batched policy call per step).
         n_eval_envs = cfg.eval_episodes if cfg.task in TOY_TASKS else 1
-        eval_envs = [make_env(cfg.task, seed=cfg.seed + 1) for _ in range(n_eval_envs)]
-        summary = _online(cfg, run_dir, setup, env, eval_envs, progress=progress, resume=resume,
+        eval_envs = [edge.wrap(make_env(cfg.task, seed=cfg.seed + 1)) for _ in range(n_eval_envs)]
+        summary = _online(cfg, run_dir, setup, edge, env, eval_envs, progress=progress, resume=resume,
                           stop_after=stop_after, on_eval=on_eval, t_start=t_start)
         if summary["completed"]:
             write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -317,11 +334,12 @@ def _check_same_config(cfg: RunConfig, cfg_path: Path) -> None:
                         "or start over with resume=False (--no-resume)")
 
 
-def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *, progress: bool, resume: bool,
-            stop_after: int | None, on_eval, t_start: float) -> dict[str, Any]:
+def _online(cfg: RunConfig, run_dir: Path, setup: Setup, edge: Any, env, eval_envs: list, *, progress: bool,
+            resume: bool, stop_after: int | None, on_eval, t_start: float) -> dict[str, Any]:
     """The online phase: act, store, update, evaluate, checkpoint at episode boundaries."""
     agent, state, demos = setup.agent, setup.state, setup.demos
-    replay = ReplayBuffer(cfg.replay_capacity, demos.obs_spec, demos.act_dim)
+    replay = ReplayBuffer(cfg.replay_capacity, demos.obs_spec, demos.act_dim,
+                          base_actions=edge.stores_base_actions)
     update = make_update(agent)
     act = make_act(agent)
     ac = cfg.agent
@@ -331,8 +349,9 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
                             "rng": np.random.default_rng(cfg.seed).bit_generator.state,
                             "key": np.asarray(jax.random.key_data(jax.random.PRNGKey(cfg.seed + 3))).tolist()}
     metrics_path = run_dir / "metrics.jsonl"
+    best_vars = state.actor.variables  # the best evaluated actor so far (the paper's protocol keeps it)
     if resume and ckpts.latest() is not None:
-        state, loop = _load_checkpoint(ckpts, state, replay)
+        state, loop, best_vars = _load_checkpoint(ckpts, state, replay)
         keep = [ln for ln in _complete_lines(metrics_path) if json.loads(ln)["step"] <= loop["step"]]
         write_atomic(metrics_path, "".join(ln + "\n" for ln in keep))
     else:
@@ -341,6 +360,7 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
     rng.bit_generator.state = loop["rng"]
     key = jax.random.wrap_key_data(jnp.asarray(loop["key"], jnp.uint32))
     step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
+    best = dict(loop.get("best", {"step": None, "success_rate": None}))
 
     # Runs that learn online with a learned reward log its correlation with the task's reward at each evaluation.
     log_reward = cfg.learn_online and agent.reward.learned
@@ -350,9 +370,13 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
         return jit_reward(state.reward.variables, o, a)
 
     def do_eval(at_step: int, train_metrics: dict[str, float]) -> None:
+        nonlocal best_vars
         res = evaluate(eval_envs, lambda o: np.asarray(act(state.actor.variables, jax.tree.map(jnp.asarray, o), key,
                                                            True)),
                        episodes=cfg.eval_episodes, seed=cfg.seed, reward_fn=reward_fn if log_reward else None)
+        if best["success_rate"] is None or res["success_rate"] > best["success_rate"]:
+            best.update(step=at_step, success_rate=res["success_rate"])
+            best_vars = state.actor.variables
         row = {"step": at_step, "updates": n_updates, **res, **train_metrics,
                "wall_time": time.perf_counter() - t_start}
         with metrics_path.open("a") as f:
@@ -366,12 +390,16 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
     def checkpoint() -> None:
         _save_checkpoint(ckpts, state, replay, {"step": step, "episode": episode, "updates": n_updates,
                                                 "rng": rng.bit_generator.state,
-                                                "key": np.asarray(jax.random.key_data(key)).tolist()})
+                                                "key": np.asarray(jax.random.key_data(key)).tolist(),
+                                                "pending": [{k: float(v) for k, v in p.items()} for p in pending],
+                                                "best": best}, best_vars)
 
     if step == 0:
         do_eval(0, {})
-    obs, _ = env.reset(seed=env_seed(episode))
-    pending: list[dict[str, float]] = []
+    obs, info = env.reset(seed=env_seed(episode))
+    # the training metrics since the last evaluation (their means are logged with it): checkpointed with the
+    # loop, so a resumed run logs the same means as an uninterrupted one
+    pending: list[dict[str, Any]] = list(loop.get("pending", []))
     stopped_early = False
     next_ckpt = (step // cfg.checkpoint_every + 1) * cfg.checkpoint_every if cfg.checkpoint_every else None
     bar = tqdm(total=cfg.env_steps, initial=step, desc=f"{cfg.algo} {cfg.task}", disable=not progress)
@@ -383,8 +411,9 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
             continue
         key, k_act, k_upd = jax.random.split(key, 3)
         a = np.asarray(act(state.actor.variables, jax.tree.map(jnp.asarray, obs), k_act, False))
-        nxt, r, terminated, truncated, _ = env.step(a)
-        replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated)
+        base_action = edge.base_action(info)  # the base's action `a` was composed with (None: no base)
+        nxt, r, terminated, truncated, info = env.step(a)
+        replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated, base_action=base_action)
         step += 1
         bar.update(1)
         obs = nxt
@@ -408,16 +437,40 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, env, eval_envs: list, *
                 if stop_after is not None and step >= stop_after:
                     stopped_early = True
                     break
-            obs, _ = env.reset(seed=env_seed(episode))
+            obs, info = env.reset(seed=env_seed(episode))
     bar.close()
     if not stopped_early:
         checkpoint()
     ckpts.close()
     rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines()]
-    return {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
-            "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
-            "initial_success_rate": rows[0]["success_rate"], "wall_time": time.perf_counter() - t_start,
-            "run_dir": str(run_dir), "metrics": str(metrics_path), "checkpoints": str(ckpts.directory)}
+    summary = {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "env_steps": step, "updates": n_updates,
+               "completed": not stopped_early, "final_success_rate": rows[-1]["success_rate"],
+               "initial_success_rate": rows[0]["success_rate"], "best_step": best["step"],
+               "best_success_rate": best["success_rate"],
+               "wall_time": time.perf_counter() - t_start,
+               "run_dir": str(run_dir), "metrics": str(metrics_path), "checkpoints": str(ckpts.directory)}
+    if not stopped_early and cfg.final_eval_repeats > 0:
+        final = final_evaluation(cfg, eval_envs, lambda o: np.asarray(
+            act(best_vars, jax.tree.map(jnp.asarray, o), key, True)), best)
+        write_atomic(run_dir / "final_eval.json", json.dumps(final, indent=2))
+        summary["final_eval"] = str(run_dir / "final_eval.json")
+    return summary
+
+
+def final_evaluation(cfg: RunConfig, envs: list, act: Callable, best: dict[str, Any]) -> dict[str, Any]:
+    """The paper's protocol at the end of a run: the best evaluated parameters (`act`) re-evaluated
+    `cfg.final_eval_repeats` times for `cfg.eval_episodes` episodes each, on episode seeds no evaluation during
+    training used. Returns the record `final_eval.json` holds (`evaluation.protocol_table` reads it)."""
+    rates = [evaluate(envs, act, episodes=cfg.eval_episodes, seed=seed)["success_rate"]
+             for seed in final_seeds(cfg.seed, cfg.final_eval_repeats)]
+    return {"algo": cfg.algo, "task": cfg.task, "seed": cfg.seed, "method": method_label(cfg),
+            "best_step": best["step"], "best_success_rate": best["success_rate"],
+            "episodes": cfg.eval_episodes, "success_rates": rates}
+
+
+def method_label(cfg: RunConfig) -> str:
+    """A run's method as tables name it: the algorithm, and with a base how it composes ('csilpp ensemble')."""
+    return cfg.algo if cfg.base.source is None else f"{cfg.algo} {cfg.base.compose}"
 
 
 def _complete_lines(path: Path) -> list[str]:
@@ -444,8 +497,9 @@ def load_run(run_dir: str | Path, demos: Transitions | None = None) -> tuple[Age
         demos = load_demos(cfg)
     agent = make_agent(cfg, demos.obs_spec, demos.act_dim).with_setup(meta["setup"])
     state = init_state(agent, bc_params, critic_params)
-    replay = ReplayBuffer(cfg.replay_capacity, demos.obs_spec, demos.act_dim)
-    state, _ = _load_checkpoint(Checkpoints(run_dir / "checkpoints"), state, replay)
+    replay = ReplayBuffer(cfg.replay_capacity, demos.obs_spec, demos.act_dim,
+                          base_actions=cfg.base.source is not None)
+    state, _, _ = _load_checkpoint(Checkpoints(run_dir / "checkpoints"), state, replay)
     return agent, state
 
 

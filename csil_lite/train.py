@@ -1,6 +1,8 @@
 """`csil-lite train`: one training run from the command line.
 
     csil-lite train --algo csil --task pointmass-obstacles --preset preview --seed 0 --out runs/csil-0
+    csil-lite train --algo csilpp --task pointmass-reach --base book/_artefacts/base/pointmass-reach_1000 \
+        --compose ensemble --chunk 5 --out runs/csilpp-ens-0       # on top of a base (a stand-in, or HOST:PORT)
 
 Re-running the same command on the same --out resumes from the last checkpoint. Every flag, `--set` override
 and input file is checked before the run directory is created, so a bad invocation leaves nothing behind.
@@ -14,12 +16,12 @@ import difflib
 import json
 from typing import Any
 
-from csil_lite.config import BUDGETS, AgentConfig, NetworkConfig, RunConfig
+from csil_lite.config import BUDGETS, AgentConfig, BaseConfig, NetworkConfig, RunConfig
 from csil_lite.configs import ALGORITHMS, preset
 from csil_lite.envs.registry import TASKS, TOY_TASKS
 from csil_lite.errors import ArgumentParser, UserError, check_input_file, check_output_path, int_at_least
 
-GROUPS: dict[str, type] = {"agent": AgentConfig, "nets": NetworkConfig}
+GROUPS: dict[str, type] = {"agent": AgentConfig, "nets": NetworkConfig, "base": BaseConfig}
 
 
 def build_parser() -> ArgumentParser:
@@ -37,8 +39,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--num-demos", type=int_at_least(1), default=None)
     p.add_argument("--env-steps", type=int_at_least(1), default=None)
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
+    p.add_argument("--base", default=None, metavar="DIR|HOST:PORT",
+                   help="a frozen base policy acting next to the small one: a stand-in directory (`csil-lite lbm "
+                        "train`) or the host:port of an openpi policy server (pi0.5, `csil-lite serve`)")
+    p.add_argument("--compose", choices=("ensemble", "residual"), default=None,
+                   help="how the executed action is made from the base's and the small policy's (with --base; "
+                        "default ensemble): (a_b + a_pi)/2, or a_pi's latent mean shifted by atanh(a_b)")
+    p.add_argument("--chunk", type=int_at_least(1), default=None,
+                   help="actions of each base chunk executed open-loop before the next query (default 10)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                   help="override a config field, e.g. --set agent.beta=0.1 --set nets.features=128")
+                   help="override a config field, e.g. --set agent.beta=0.1 --set nets.features=128 "
+                        "--set base.residual_scale=0.1")
     return p
 
 
@@ -60,7 +71,7 @@ def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
 
     A value that is not valid JSON is taken as a string; JSON lists become tuples (the configs' sizes).
     """
-    overrides: dict[str, Any] = {"agent": {}, "nets": {}}
+    overrides: dict[str, Any] = {group: {} for group in GROUPS}
     origin: dict[str, str] = {}
     for item in items:
         field, sep, value = item.partition("=")
@@ -76,8 +87,8 @@ def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
         if "." in field:
             group, name = field.split(".", 1)
             if group not in GROUPS:
-                raise UserError(f"--set {item}: unknown group {group!r}; use agent.FIELD, nets.FIELD or a "
-                                "RunConfig field")
+                raise UserError(f"--set {item}: unknown group {group!r}; use agent.FIELD, nets.FIELD, "
+                                "base.FIELD or a RunConfig field")
             if name == "algo":
                 raise UserError(f"--set {item}: choose the algorithm with --algo")
             _check_field(item, GROUPS[group], name)
@@ -108,6 +119,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["env_steps"] = args.env_steps
     from_set, origin = parse_overrides(args.set)
     overrides.update(from_set)
+    if (args.compose is not None or args.chunk is not None) and args.base is None:
+        raise UserError("--compose and --chunk apply to a base policy: pass --base DIR or --base HOST:PORT")
+    flags = {"source": args.base, "compose": args.compose, "chunk": args.chunk}
+    overrides["base"].update({k: v for k, v in flags.items() if v is not None})
     try:
         cfg = preset(args.preset, **overrides)
     except ValueError as err:  # the configs' validators: every value here came from the command line

@@ -174,6 +174,12 @@ CORPUS: list[tuple[list[str], list[str]]] = [
     (["plot", "run", "--out", "nodir/fig.png"], ["--out", "nodir", "does not exist"]),
     (["plot", "run", "--out", "fig.xyz"], ["--out", "fig.xyz", ".png"]),
     (["plot", "run", "--out", "emptydir"], ["--out", "emptydir", "directory"]),
+    # --- report (the paper's protocol table) and the base flags of train / evaluate
+    (["report", "emptydir"], ["emptydir", "final_eval.json", "final_eval_repeats"]),
+    (["report", "run", "--table", "nodir/t.md"], ["--table", "nodir", "does not exist"]),
+    (["train", "--compose", "residual", "--out", "newrun"], ["--compose", "--base"]),
+    (["train", "--task", "pointmass-reach", "--base", "emptydir", "--out", "newrun"], ["emptydir", "standin.json"]),
+    (["evaluate", "--base", "emptydir", "--task", "pointmass-reach", "--out", "afile"], ["--out", "afile"]),
     # --- top level
     (["nope"], ["'nope'", "train, plot, demos"]),
 ]

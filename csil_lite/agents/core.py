@@ -71,13 +71,14 @@ class Agent(NamedTuple):
                              critic=self.critic.with_setup(values["critic"]))
 
 
-def init_state(agent: Agent, bc_params: dict, critic_params: dict) -> AgentState:
+def init_state(agent: Agent, bc_params: dict, critic_params: dict, actor_params: dict | None = None) -> AgentState:
     """Actor, reward network and prior start from the BC variables; the critic (and its target) from
-    `critic_params` (pretrained or not). Without a learned reward the reward network is empty."""
+    `critic_params` (pretrained or not). Without a learned reward the reward network is empty. `actor_params`:
+    the actor's start instead of the BC variables (a residual's near-zero last layer, `BaseEdge.start`)."""
     reward_vars = bc_params if agent.reward.learned else {"params": {}}
     critic_vars = {**critic_params, "params": agent.critic.project(critic_params["params"])}  # before the target copy
     return AgentState(
-        actor=TrainState.create(bc_params, agent.policy_optim),
+        actor=TrainState.create(bc_params if actor_params is None else actor_params, agent.policy_optim),
         critic=TrainState.create(critic_vars, agent.critic_optim, target=True),
         reward=TrainState.create(reward_vars, agent.reward_optim),
         prior=jax.tree.map(jnp.array, bc_params),

@@ -11,6 +11,7 @@ commands); JAX, websockets and robosuite load when a command runs.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import MutableMapping, Sequence
@@ -202,7 +203,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--execute-steps", type=int_at_least(1), default=10)
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--wait", type=float, default=5.0, help="seconds to retry while a server starts")
+    p.add_argument("--repeats", type=int_at_least(1), default=1,
+                   help="evaluations of --episodes each on the final-evaluation seeds (the paper's protocol: 5)")
+    p.add_argument("--out", default=None, help="write the result as a run's final_eval.json into this directory "
+                                               "(method 'base'), for `csil-lite report`")
     args = p.parse_args(_argv(argv))
+    if args.out:
+        check_output_path("--out", args.out, directory=True)
     if Path(args.base).is_dir():
         policy = _load_local(args.base, args.seed)
 
@@ -222,11 +229,25 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                         f"{meta['action_horizon']}")
     from csil_lite.base.env import evaluate_base
 
+    from csil_lite.evaluation import final_seeds
+
     t0 = time.perf_counter()
-    out = evaluate_base(args.task, make, episodes=args.episodes, seed=args.seed, execute_steps=args.execute_steps)
-    print(f"{meta.get('model', 'base')} on {args.task}: success rate {100 * out['success_rate']:.0f} % over "
-          f"{args.episodes} episodes, mean length {out['episode_length']:.0f}, {int(out['base_queries'])} base "
-          f"queries, {time.perf_counter() - t0:.1f} s")
+    seeds = [args.seed] if args.repeats == 1 and not args.out else final_seeds(args.seed, args.repeats)
+    rates = []
+    for seed in seeds:
+        out = evaluate_base(args.task, make, episodes=args.episodes, seed=seed, execute_steps=args.execute_steps)
+        rates.append(out["success_rate"])
+        print(f"{meta.get('model', 'base')} on {args.task}: success rate {100 * out['success_rate']:.0f} % over "
+              f"{args.episodes} episodes, mean length {out['episode_length']:.0f}, {int(out['base_queries'])} base "
+              f"queries, {time.perf_counter() - t0:.1f} s")
+    if args.out:
+        from csil_lite.checkpoints import write_atomic
+        from csil_lite.report import FINAL_EVAL
+
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        record = {"method": "base", "task": args.task, "seed": args.seed, "base": args.base,
+                  "execute_steps": args.execute_steps, "episodes": args.episodes, "success_rates": rates}
+        write_atomic(Path(args.out) / FINAL_EVAL, json.dumps(record, indent=2))
     return 0
 
 

@@ -73,7 +73,7 @@ from csil_lite.base.policy import BasePolicy, ChunkExecutor, lowdim_request
 from csil_lite.data.transitions import Transitions
 from csil_lite.distributions import THRESHOLD, tanh_normal
 
-__all__ = ["Ensemble", "Residual", "for_learner", "residual_start", "with_base_actions"]
+__all__ = ["BaseEdge", "Ensemble", "NoBase", "Residual", "for_learner", "residual_start", "with_base_actions"]
 
 
 def _xp(*arrays: Any):
@@ -207,3 +207,58 @@ def for_learner(composition: Any, demos: Transitions) -> Transitions:
     next_action = np.asarray(composition.bc_target(next_base, np.asarray(demos.next_action, np.float32)), np.float32)
     next_action[last] = 0.0
     return demos._replace(action=action, next_action=next_action)
+
+
+# -- the edge: what a run does differently with a base, as one component (`assembly.base_edge` builds it) ------
+
+
+class NoBase(NamedTuple):
+    """A run without a base policy: the environment, the demonstrations and the start are left as they are."""
+
+    stores_base_actions: bool = False
+
+    def wrap(self, env: Any) -> Any:
+        return env
+
+    def label(self, demos: Transitions) -> Transitions:
+        return demos
+
+    def start(self, params: Any) -> Any:
+        return params
+
+    def base_action(self, info: Mapping[str, Any]) -> None:
+        return None
+
+
+class BaseEdge(NamedTuple):
+    """A frozen base acting next to the small policy, at the environment's edge (the loop calls these four
+    methods and nothing else; the update never sees the base):
+
+    - `wrap(env)`: the env with its own base (`spawn()`: one per env, so each env's chunk and noise are its
+      own) queried every `chunk` steps and the executed action `composition.execute(a_b, a_pi)`;
+    - `label(demos)`: the demonstrations with the base's proposals and in the small policy's coordinates
+      (`with_base_actions`, then `for_learner`): what BC, SARSA, the coherent reward and the batches see;
+    - `start(params)`: the small policy's parameters at the start of RL (`residual_start`);
+    - `base_action(info)`: the base action the step's executed action was composed with (from the `info` of
+      the `reset` or `step` that produced the observation acted on), stored with the transition.
+    """
+
+    spawn: Callable[[], BasePolicy]
+    composition: Any
+    chunk: int
+    init_scale: float | None = None
+    stores_base_actions: bool = True
+
+    def wrap(self, env: Any) -> Any:
+        from csil_lite.base.env import ChunkedBaseEnv
+
+        return ChunkedBaseEnv(env, self.spawn(), self.chunk, compose=self.composition.execute)
+
+    def label(self, demos: Transitions) -> Transitions:
+        return for_learner(self.composition, with_base_actions(demos, self.spawn(), self.chunk))
+
+    def start(self, params: Any) -> Any:
+        return residual_start(params, self.init_scale)
+
+    def base_action(self, info: Mapping[str, Any]) -> np.ndarray:
+        return np.asarray(info["base_action"], np.float32)

@@ -5,6 +5,11 @@ chunk. After `reset()` and after every non-final `step()` it already holds the b
 (`base_action`, `chunk_index`, also in `info`), because a small policy acting next to the base has to see it
 before choosing its own action. The executed action is `compose(base_action, action)`; the default executes the
 base alone and ignores `action`, which is how `evaluate_base` measures a base through `evaluate()`.
+
+A base whose sampler can be reseeded (the stand-in's `reseed`) is reseeded at every `reset(seed=s)` from `s`, so
+its noise in an episode depends on the episode's seed only: a resumed run (episodes reset with seeds derived
+from their index) and every evaluation (the same episode seeds each time) see the same base actions as an
+uninterrupted run. A remote pi0.5 samples its own noise; runs with it repeat only up to that noise.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class ChunkedBaseEnv(gym.Wrapper):
 
     def reset(self, **kwargs: Any):
         self.executor.reset()
+        reseed = getattr(self.executor.base, "reseed", None)
+        if kwargs.get("seed") is not None and reseed is not None:
+            reseed(int(np.random.SeedSequence([int(kwargs["seed"]), 0xBA5E]).generate_state(1)[0]))
         obs, info = self.env.reset(**kwargs)
         return obs, self._advance(obs, info)
 

@@ -327,6 +327,12 @@ class StandInPolicy:
     def reset(self) -> None:
         """The stand-in keeps no per-episode state."""
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampler's noise from `seed` (a fresh generator: a copy of this policy made with
+        `copy.copy` and reseeded no longer shares its noise). `ChunkedBaseEnv.reset(seed=...)` calls it, so the
+        base's noise in an episode is a function of the episode's seed (exact resume, repeatable evaluation)."""
+        self._rng = np.random.default_rng(seed)
+
 
 # -- checkpoints ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,145 @@
+"""The paper's evaluation protocol as a table: methods x tasks, median [25th, 75th] of the final evaluations.
+
+Protocol (seed paper §V): evaluate every K steps for E episodes; keep each run's best parameters; at the end
+re-evaluate them 5 x E episodes (`RunConfig.final_eval_repeats`, `loop.final_evaluation`, written to the run's
+`final_eval.json`); report the median and the 25th / 75th percentiles over the concatenated re-evaluations of
+all seeds (5 success rates per seed). A base policy alone gives the same record (`csil-lite evaluate --base ...
+--repeats 5 --out DIR`), so it sits in the same table.
+
+    csil-lite report RUN_DIR... [--table table.md] [--figure table.png]
+
+`protocol_summary` computes the cells, `protocol_table` renders the Table-I-style markdown (the best median of
+each task in bold), `protocol_figure` the same numbers as bars with their interquartile ranges. The sweep report
+reads the same records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from csil_lite.errors import ArgumentParser, UserError, check_output_path
+
+FINAL_EVAL = "final_eval.json"
+FIELDS = ("method", "task", "seed", "success_rates")
+
+
+def read_final_eval(run_dir: str | Path) -> dict[str, Any]:
+    """The `final_eval.json` record of a run directory; a `UserError` naming the file if it is missing or bad."""
+    path = Path(run_dir) / FINAL_EVAL
+    if not path.is_file():
+        raise UserError(f"{path}: missing; the run had no final evaluation (set final_eval_repeats, e.g. "
+                        "--set final_eval_repeats=5, or the paper preset) or has not finished")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not readable JSON ({e})") from None
+    missing = [f for f in FIELDS if f not in record]
+    if missing or not record.get("success_rates"):
+        raise UserError(f"{path}: expected the fields {FIELDS} with at least one success rate; missing {missing}")
+    return record
+
+
+def protocol_summary(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """{(method, task): {median, q25, q75, seeds, evaluations}} over the concatenated `success_rates` of every
+    record (seed) of that method and task. A seed given twice for one cell is an error (a run counted twice)."""
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    seeds: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for r in records:
+        key = (str(r["method"]), str(r["task"]))
+        if r["seed"] in seeds[key]:
+            raise ValueError(f"protocol_summary: seed {r['seed']} of {key[0]} on {key[1]} appears twice")
+        seeds[key].append(r["seed"])
+        values[key] += [float(v) for v in r["success_rates"]]
+    out = {}
+    for key, v in values.items():
+        a = np.asarray(v, np.float64)
+        out[key] = {"median": float(np.median(a)), "q25": float(np.percentile(a, 25)),
+                    "q75": float(np.percentile(a, 75)), "seeds": len(seeds[key]), "evaluations": len(a)}
+    return out
+
+
+def _order(keys: Iterable[str], preferred: Sequence[str] | None) -> list[str]:
+    keys = sorted(set(keys))
+    if preferred is None:
+        return keys
+    return [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
+
+
+def protocol_table(summary: dict[tuple[str, str], dict[str, float]], *, methods: Sequence[str] | None = None,
+                   tasks: Sequence[str] | None = None, digits: int = 2) -> str:
+    """Markdown: one row per method, one column per task, cells 'median [q25, q75]' (success rates), the best
+    median of each task in bold, '-' where a method has no runs on a task."""
+    ms = _order((m for m, _ in summary), methods)
+    ts = _order((t for _, t in summary), tasks)
+    best = {t: max((c["median"] for (m, tt), c in summary.items() if tt == t), default=None) for t in ts}
+    lines = ["| method | " + " | ".join(ts) + " |", "|---|" + "---|" * len(ts)]
+    for m in ms:
+        cells = []
+        for t in ts:
+            c = summary.get((m, t))
+            if c is None:
+                cells.append("-")
+                continue
+            text = f"{c['median']:.{digits}f} [{c['q25']:.{digits}f}, {c['q75']:.{digits}f}]"
+            cells.append(f"**{text}**" if c["median"] == best[t] else text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def protocol_figure(summary: dict[tuple[str, str], dict[str, float]], *, methods: Sequence[str] | None = None,
+                    tasks: Sequence[str] | None = None, ax=None):
+    """Grouped bars (tasks on x, one bar per method) of the medians with 25th-75th whiskers; returns the axes."""
+    import matplotlib.pyplot as plt
+
+    ms = _order((m for m, _ in summary), methods)
+    ts = _order((t for _, t in summary), tasks)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 + 1.6 * len(ts) * max(1, len(ms)) / 3, 3.2))
+    width = 0.8 / max(1, len(ms))
+    for i, m in enumerate(ms):
+        xs, med, lo, hi = [], [], [], []
+        for j, t in enumerate(ts):
+            c = summary.get((m, t))
+            if c is not None:
+                xs.append(j - 0.4 + width * (i + 0.5))
+                med.append(c["median"])
+                lo.append(c["median"] - c["q25"])
+                hi.append(c["q75"] - c["median"])
+        ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=m)
+    ax.set_xticks(range(len(ts)), ts)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate (best params, re-evaluated)")
+    ax.legend(fontsize=8, frameon=False, ncol=min(3, len(ms)))
+    return ax
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="csil-lite report", description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="+", help="run directories holding final_eval.json")
+    p.add_argument("--table", default=None, help="write the markdown table here (default: print it)")
+    p.add_argument("--figure", default=None, help="also draw the table as bars into this image")
+    args = p.parse_args(argv)
+    for flag, path in (("--table", args.table), ("--figure", args.figure)):
+        if path:
+            check_output_path(flag, path)
+    summary = protocol_summary(read_final_eval(r) for r in args.runs)
+    table = protocol_table(summary)
+    if args.table:
+        Path(args.table).write_text(table + "\n")
+    print(table)
+    if args.figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        ax = protocol_figure(summary)
+        ax.figure.tight_layout()
+        ax.figure.savefig(args.figure, dpi=150)
+        plt.close(ax.figure)
+    return 0
