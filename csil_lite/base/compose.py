@@ -82,7 +82,8 @@ def _xp(*arrays: Any):
 
 
 class Ensemble(NamedTuple):
-    """a = (a_b + a_pi) / 2 (paper eq. 3); the small policy learns the full action, BC on the demonstrated one."""
+    """a = (a_b + a_pi) / 2 (paper eq. 3; book: eq-ch9-ensemble); the small policy learns the full action, BC
+    on the demonstrated one."""
 
     def execute(self, base_action: Any, action: Any) -> Any:
         """The executed action in [-1, 1] from the base's action and the small policy's own."""
@@ -112,7 +113,8 @@ class Residual(NamedTuple):
 
     def execute(self, base_action: Any, action: Any) -> Any:
         """The executed action in [-1, 1]: tanh(atanh(a_pi) + atanh(b)) = (a_pi + b) / (1 + a_pi b), b the
-        clipped base action (1 + a_pi b >= 1 - threshold > 0); or clip(a_b + scale a_pi, -1, 1)."""
+        clipped base action (1 + a_pi b >= 1 - threshold > 0); or clip(a_b + scale a_pi, -1, 1).
+        Book: eq-ch9-residual."""
         xp = _xp(base_action, action)
         a = xp.clip(action, -1.0, 1.0)
         if self.scale is None:
