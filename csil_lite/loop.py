@@ -304,7 +304,10 @@ def train(
         summary = _online(cfg, run_dir, setup, edge, env, eval_envs, progress=progress, resume=resume,
                           stop_after=stop_after, on_eval=on_eval, t_start=t_start)
         if summary["completed"]:
-            write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+            # the file lives in the run directory: no paths in it (a moved or shared directory stays true)
+            paths = ("run_dir", "metrics", "checkpoints", "final_eval")
+            written = {k: v for k, v in summary.items() if k not in paths}
+            write_atomic(run_dir / "summary.json", json.dumps(written, indent=2))
         return summary
     finally:
         for e in (env, *eval_envs):
