@@ -91,6 +91,26 @@ def protocol_table(summary: dict[tuple[str, str], dict[str, float]], *, methods:
     return "\n".join(lines)
 
 
+def protocol_html(summary: dict[tuple[str, str], dict[str, float]], *, methods: Sequence[str] | None = None,
+                  tasks: Sequence[str] | None = None, digits: int = 2) -> str:
+    """The table of `protocol_table` as an HTML table (for notebooks and the rendered book)."""
+    import html
+
+    rows = [ln.strip("|").split("|") for ln in protocol_table(summary, methods=methods, tasks=tasks,
+                                                               digits=digits).splitlines()]
+    head, body = rows[0], rows[2:]
+
+    def cell(text: str, tag: str) -> str:
+        text = text.strip()
+        bold = text.startswith("**") and text.endswith("**")
+        inner = html.escape(text.strip("*"))
+        return f"<{tag}>{'<b>' + inner + '</b>' if bold else inner}</{tag}>"
+
+    out = ["<table>", "<thead><tr>" + "".join(cell(c, "th") for c in head) + "</tr></thead>", "<tbody>"]
+    out += ["<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in body]
+    return "\n".join(out + ["</tbody>", "</table>"])
+
+
 def protocol_figure(summary: dict[tuple[str, str], dict[str, float]], *, methods: Sequence[str] | None = None,
                     tasks: Sequence[str] | None = None, ax=None):
     """Grouped bars (tasks on x, one bar per method) of the medians with 25th-75th whiskers; returns the axes."""

@@ -10,7 +10,7 @@ import pytest
 
 from csil_lite.errors import UserError
 from csil_lite.report import main as report_main
-from csil_lite.report import protocol_summary, protocol_table, read_final_eval
+from csil_lite.report import protocol_html, protocol_summary, protocol_table, read_final_eval
 
 STANDIN = str(Path(__file__).resolve().parents[1] / "book" / "_artefacts" / "base" / "pointmass-reach_1000")
 
@@ -44,6 +44,9 @@ def test_table_marks_the_best_median_of_each_task_and_gaps():
     assert lines[0] == "| method | lift | can |"
     assert lines[2] == "| base | 0.30 [0.25, 0.35] | **0.60 [0.60, 0.60]** |"
     assert lines[3] == "| csilpp ensemble | **0.90 [0.90, 0.90]** | - |"
+    html = protocol_html(s, methods=["base", "csilpp ensemble"], tasks=["lift", "can"])
+    assert "<tr><td>base</td><td>0.30 [0.25, 0.35]</td><td><b>0.60 [0.60, 0.60]</b></td></tr>" in html
+    assert html.count("<tr>") == 3 and "**" not in html
 
 
 def test_report_cli_reads_run_directories(tmp_path, capsys):
