@@ -3,10 +3,10 @@
 Everything a run produces lands in its directory: `config.json`, `metrics.jsonl` (one line per evaluation),
 `summary.json`, `prepare/` (what BC and SARSA produced, and their own checkpoints while they run) and
 `checkpoints/` (orbax `CheckpointManager`: agent state + replay + loop RNG state + the best evaluated actor,
-written aside and renamed into place, the newest two kept) and, with `final_eval_repeats`, `final_eval.json` (the
-paper's protocol: the best parameters re-evaluated at the end). Online checkpoints are taken at episode boundaries, and every episode's reset seed
-derives from (seed, episode index), so a resumed run continues exactly as if it had never stopped; a resume
-never repeats BC or SARSA.
+written aside and renamed into place, the newest two kept) and, with `final_eval_repeats`, `final_eval.json`
+(the paper's protocol: the best parameters re-evaluated at the end). Online checkpoints are taken at episode
+boundaries, and every episode's reset seed derives from (seed, episode index), so a resumed run continues
+exactly as if it had never stopped; a resume never repeats BC or SARSA.
 """
 
 from __future__ import annotations
