@@ -170,21 +170,22 @@ def open_base(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> Any:
 
 
 def base_edge(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> NoBase | BaseEdge:
-    """What a run does at the environment's edge for `base` (`NoBase` without one). A stand-in is loaded once
-    and copied per environment (its own noise, `reseed`); a server gets one connection per environment."""
+    """What a run does at the environment's edge for `base` (`NoBase` without one). A stand-in is loaded here,
+    once, and copied per environment (its own noise, `reseed`); a server gets a connection of its own per
+    environment (and one for labelling the demonstrations), opened when the environment is wrapped and closed
+    with it."""
     if base.kind == "none":
         return NoBase()
-    first = open_base(base, seed=seed, wait=wait)
-    if hasattr(first, "reseed"):
+    if base.kind == "openpi":
+        def spawn() -> Any:
+            return open_base(base, seed=seed, wait=wait)
+    else:
+        first = open_base(base, seed=seed, wait=wait)
+
         def spawn() -> Any:
             twin = copy.copy(first)
             twin.reseed(seed)
             return twin
-    else:
-        pool = [first]
-
-        def spawn() -> Any:
-            return pool.pop() if pool else open_base(base, seed=seed, wait=wait)
     return BaseEdge(spawn, make_composition(base), base.chunk, base.residual_init_scale)
 
 

@@ -126,3 +126,34 @@ def test_cli_flags_reach_the_config_and_a_bad_base_leaves_nothing(tmp_path):
     assert not (tmp_path / "bad").exists()
     saved = json.loads(json.dumps(preset("preview", base=dict(source=STANDIN)).to_dict()))
     assert saved["base"]["source"] == STANDIN
+
+
+@pytest.mark.slow
+def test_a_run_on_a_served_base_closes_every_connection_it_opens(tmp_path, monkeypatch):
+    from csil_lite.base.client import RemoteBasePolicy
+    from csil_lite.base.server import ServerThread
+    from csil_lite.base.standin import load_standin
+
+    opened, closed = [], []
+    real_init, real_close = RemoteBasePolicy.__init__, RemoteBasePolicy.close
+
+    def counting_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        opened.append(id(self))
+
+    def counting_close(self):
+        closed.append(id(self))
+        real_close(self)
+
+    monkeypatch.setattr(RemoteBasePolicy, "__init__", counting_init)
+    monkeypatch.setattr(RemoteBasePolicy, "close", counting_close)
+    with ServerThread(load_standin(STANDIN, seed=0), port=0) as server:
+        cfg = tiny("ensemble")
+        cfg = cfg.__class__.from_dict({**cfg.to_dict(), "env_steps": 120, "eval_every": 120,
+                                       "base": {**cfg.to_dict()["base"], "source": f"{server.host}:{server.port}"}})
+        summary = train(cfg, tmp_path / "run", progress=False)
+        served = server.server.served
+    assert summary["completed"] and served > 0
+    # one connection to label the demonstrations, one for the training env, one per evaluation env
+    assert len(opened) == 1 + 1 + cfg.eval_episodes
+    assert sorted(closed) == sorted(opened)

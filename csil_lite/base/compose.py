@@ -254,10 +254,16 @@ class BaseEdge(NamedTuple):
     def wrap(self, env: Any) -> Any:
         from csil_lite.base.env import ChunkedBaseEnv
 
-        return ChunkedBaseEnv(env, self.spawn(), self.chunk, compose=self.composition.execute)
+        return ChunkedBaseEnv(env, self.spawn(), self.chunk, compose=self.composition.execute, owns_base=True)
 
     def label(self, demos: Transitions) -> Transitions:
-        return for_learner(self.composition, with_base_actions(demos, self.spawn(), self.chunk))
+        base = self.spawn()
+        try:
+            return for_learner(self.composition, with_base_actions(demos, base, self.chunk))
+        finally:
+            close = getattr(base, "close", None)  # a server's connection; a stand-in copy has nothing to close
+            if close is not None:
+                close()
 
     def start(self, params: Any) -> Any:
         return residual_start(params, self.init_scale)

@@ -35,8 +35,11 @@ class ChunkedBaseEnv(gym.Wrapper):
 
     def __init__(self, env: gym.Env, base: BasePolicy, execute_steps: int | None = None, *,
                  compose: Callable[[np.ndarray, np.ndarray], np.ndarray] = base_only,
-                 make_request: Callable[[Any], dict] = lowdim_request) -> None:
+                 make_request: Callable[[Any], dict] = lowdim_request, owns_base: bool = False) -> None:
+        """`owns_base`: `close()` also closes the base (a connection of its own to a server); leave it False
+        for a base shared with other environments."""
         super().__init__(env)
+        self.owns_base = owns_base
         self.executor = ChunkExecutor(base, execute_steps, make_request)
         self.compose = compose
         self.base_action: np.ndarray | None = None
@@ -54,6 +57,12 @@ class ChunkedBaseEnv(gym.Wrapper):
             reseed(int(np.random.SeedSequence([int(kwargs["seed"]), 0xBA5E]).generate_state(1)[0]))
         obs, info = self.env.reset(**kwargs)
         return obs, self._advance(obs, info)
+
+    def close(self) -> None:
+        super().close()
+        close = getattr(self.executor.base, "close", None)
+        if self.owns_base and close is not None:
+            close()
 
     def step(self, action):
         if self.base_action is None:
