@@ -189,14 +189,6 @@ def base_edge(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> NoBase 
     return BaseEdge(spawn, make_composition(base), base.chunk, base.residual_init_scale)
 
 
-def composed_env(env: Any, base_policy: Any, base: BaseConfig) -> Any:
-    """`env` with `base_policy` queried every `base.chunk` steps and the executed action composed by
-    `base.compose` (`ChunkedBaseEnv`; its `info` carries the base action of the next step and the executed one)."""
-    from csil_lite.base.env import ChunkedBaseEnv
-
-    return ChunkedBaseEnv(env, base_policy, base.chunk, compose=make_composition(base).execute)
-
-
 __all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "POLICIES", "PRIORS", "REWARDS", "agent_of", "base_edge",
-           "composed_env", "critic_of", "make_agent", "make_composition", "make_critic", "make_encoder",
+           "critic_of", "make_agent", "make_composition", "make_critic", "make_encoder",
            "make_policy", "open_base"]

@@ -70,24 +70,34 @@ def _order(keys: Iterable[str], preferred: Sequence[str] | None) -> list[str]:
     return [k for k in preferred if k in keys] + [k for k in keys if k not in preferred]
 
 
-def protocol_table(summary: dict[tuple[str, str], dict[str, float]], *, methods: Sequence[str] | None = None,
-                   tasks: Sequence[str] | None = None, digits: int = 2) -> str:
-    """Markdown: one row per method, one column per task, cells 'median [q25, q75]' (success rates), the best
-    median of each task in bold, '-' where a method has no runs on a task."""
+def _cells(summary: dict[tuple[str, str], dict[str, float]], methods: Sequence[str] | None,
+           tasks: Sequence[str] | None, digits: int) -> tuple[list[str], list[tuple[str, list]]]:
+    """(tasks, [(method, [cell per task])]): a cell is None where a method has no runs on a task, else
+    ('median [q25, q75]', whether its median is the task's best)."""
     ms = _order((m for m, _ in summary), methods)
     ts = _order((t for _, t in summary), tasks)
     best = {t: max((c["median"] for (m, tt), c in summary.items() if tt == t), default=None) for t in ts}
-    lines = ["| method | " + " | ".join(ts) + " |", "|---|" + "---|" * len(ts)]
+    rows = []
     for m in ms:
         cells = []
         for t in ts:
             c = summary.get((m, t))
-            if c is None:
-                cells.append("-")
-                continue
-            text = f"{c['median']:.{digits}f} [{c['q25']:.{digits}f}, {c['q75']:.{digits}f}]"
-            cells.append(f"**{text}**" if c["median"] == best[t] else text)
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            cells.append(None if c is None else
+                         (f"{c['median']:.{digits}f} [{c['q25']:.{digits}f}, {c['q75']:.{digits}f}]",
+                          c["median"] == best[t]))
+        rows.append((m, cells))
+    return ts, rows
+
+
+def protocol_table(summary: dict[tuple[str, str], dict[str, float]], *, methods: Sequence[str] | None = None,
+                   tasks: Sequence[str] | None = None, digits: int = 2) -> str:
+    """Markdown: one row per method, one column per task, cells 'median [q25, q75]' (success rates), the best
+    median of each task in bold, '-' where a method has no runs on a task."""
+    ts, rows = _cells(summary, methods, tasks, digits)
+    lines = ["| method | " + " | ".join(ts) + " |", "|---|" + "---|" * len(ts)]
+    for m, cells in rows:
+        text = ["-" if c is None else f"**{c[0]}**" if c[1] else c[0] for c in cells]
+        lines.append(f"| {m} | " + " | ".join(text) + " |")
     return "\n".join(lines)
 
 
@@ -96,18 +106,16 @@ def protocol_html(summary: dict[tuple[str, str], dict[str, float]], *, methods: 
     """The table of `protocol_table` as an HTML table (for notebooks and the rendered book)."""
     import html
 
-    rows = [ln.strip("|").split("|") for ln in protocol_table(summary, methods=methods, tasks=tasks,
-                                                               digits=digits).splitlines()]
-    head, body = rows[0], rows[2:]
+    ts, rows = _cells(summary, methods, tasks, digits)
 
-    def cell(text: str, tag: str) -> str:
-        text = text.strip()
-        bold = text.startswith("**") and text.endswith("**")
-        inner = html.escape(text.strip("*"))
-        return f"<{tag}>{'<b>' + inner + '</b>' if bold else inner}</{tag}>"
+    def td(c) -> str:
+        if c is None:
+            return "<td>-</td>"
+        return f"<td><b>{html.escape(c[0])}</b></td>" if c[1] else f"<td>{html.escape(c[0])}</td>"
 
-    out = ["<table>", "<thead><tr>" + "".join(cell(c, "th") for c in head) + "</tr></thead>", "<tbody>"]
-    out += ["<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in body]
+    out = ["<table>", "<thead><tr><th>method</th>" + "".join(f"<th>{html.escape(t)}</th>" for t in ts)
+           + "</tr></thead>", "<tbody>"]
+    out += [f"<tr><td>{html.escape(m)}</td>" + "".join(td(c) for c in cells) + "</tr>" for m, cells in rows]
     return "\n".join(out + ["</tbody>", "</table>"])
 
 

@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import norm
 
 from csil_lite import assembly
-from csil_lite.base.compose import Ensemble, Residual, for_learner, residual_start, with_base_actions
+from csil_lite.base.compose import BaseEdge, Ensemble, Residual, for_learner, residual_start, with_base_actions
 from csil_lite.base.policy import CallableBase
 from csil_lite.config import BaseConfig, RunConfig, with_overrides
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
@@ -175,7 +175,7 @@ def test_replay_stores_the_own_action_and_the_base_action_it_was_executed_with(m
     comp = assembly.make_composition(cfg)
     base = CallableBase(_chunk_of, obs_dim=2, action_dim=2, horizon=4)
     inner = _RecordingEnv()
-    env = assembly.composed_env(inner, base, cfg)
+    env = BaseEdge(lambda: base, comp, cfg.chunk).wrap(inner)  # what the loop's edge does
     replay = ReplayBuffer(50, 2, 2, base_actions=True)
     rng = np.random.default_rng(3)
     expected_base, own = [], []
