@@ -427,6 +427,8 @@ def test_every_algorithm_and_budget_builds_and_updates_finitely(algo):
     assert ("clipped_frac" in metrics) == (cfg.nets.critic_head == "categorical")
     if "clipped_frac" in metrics:
         assert 0.0 <= float(metrics["clipped_frac"]) <= 1.0
+        assert 0.0 < float(metrics["q_bin_width"]) <= 1.0
+        assert 1 / cfg.nets.critic_atoms <= float(metrics["q_top_bin_mass"]) <= 1.0
 
 
 def test_value_floor_lies_below_every_return_and_bounds_the_support():

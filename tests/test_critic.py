@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from csil_lite.nets.critic import NormalisedCritic, critic_ensemble, joint_forward, unit_fan_in
-from csil_lite.nets.heads import CategoricalHead, ScalarHead, discounted_returns, project, quantile_support
+from csil_lite.nets.heads import (CategoricalHead, ScalarHead, cell_widths, discounted_returns, project,
+                                  quantile_support)
 
 OBS, ACT, B = 3, 2, 16
 
@@ -50,6 +51,48 @@ def test_quantile_support_strictly_increasing_even_for_degenerate_sparse_returns
     # Many uniform samples: the quantiles approach the uniform grid.
     z = np.asarray(quantile_support(np.random.default_rng(0).uniform(-8, 0, 200_000)))
     np.testing.assert_allclose(z, np.linspace(-8, 0, 101), atol=0.05)
+
+
+@pytest.mark.parametrize("w", [0.25, 0.5, 1.0])
+def test_quantile_support_leaves_no_wide_bin_below_the_returns(w):
+    # Issue 23's case (chapter 6's toy task, seed 0): the demonstrations' returns all lie in [-72.6, 0], the floor
+    # is -612.7, and the online critic's Q values fall in between (-170 to -300). The former rule put one atom at
+    # the floor and the next at -125 (a bin of 40 % of the range); the mixture with U bounds every gap.
+    rng = np.random.default_rng(0)
+    returns = -np.abs(rng.gamma(2.0, 8.0, 2_000))
+    returns = returns[returns > -72.6]
+    v_min, k, e = -612.7, 101, 0.1
+    z = np.asarray(quantile_support(returns, k, v_min, 0.0, uniform_weight=w))
+    gap_bound = (-v_min) / (k - 1) * ((1 - e) / w + e)
+    assert np.diff(z).max() <= gap_bound * (1 + 1e-3) and np.diff(z).min() >= e * (-v_min) / (k - 1) - 1e-9
+    assert cell_widths(z).max() <= gap_bound * (1 + 1e-3)
+    inside = np.mean((z >= returns.min()) & (z <= 0.0))  # most atoms still sit where the returns are
+    assert inside >= (1 - w) * (1 - e) - 0.02, inside
+    # every value between the floor and the returns has a bin of at most 2 % (w = 0.5) of the range around it
+    q = np.linspace(-300.0, -170.0, 50)
+    holding = np.abs(q[:, None] - z[None, :]).argmin(axis=1)
+    if w >= 0.5:
+        assert cell_widths(z)[holding].max() <= 0.02 * (-v_min), cell_widths(z)[holding].max()
+
+
+def test_bin_stats_see_mass_piled_into_a_wide_bin():
+    z = (-100.0, -10.0, -5.0, -1.0, 0.0)  # cells 45, 47.5, 4.5, 2.5, 0.5 (of 100)
+    head = CategoricalHead(z)
+    piled = jnp.log(jnp.array([[0.8, 0.05, 0.05, 0.05, 0.05]] * 3))  # most mass on the widest cell
+    stats = {k: float(v) for k, v in head.bin_stats(piled).items()}
+    assert stats["q_top_bin_mass"] == pytest.approx(0.8, abs=1e-5) and stats["q_top_bin_width"] == pytest.approx(0.45)
+    assert stats["q_bin_width"] == pytest.approx(0.8 * 0.45 + 0.05 * (0.475 + 0.045 + 0.025 + 0.005), abs=1e-5)
+    spread = jnp.log(jnp.array([[0.01, 0.01, 0.48, 0.48, 0.02]]))  # on the narrow cells
+    assert float(head.bin_stats(spread)["q_bin_width"]) == pytest.approx(0.04295, abs=1e-5)
+    # an ensemble [2, B, K] averages both critics
+    both = jnp.stack([piled, jnp.log(jnp.full((3, 5), 0.2))])
+    assert float(head.bin_stats(both)["q_top_bin_mass"]) == pytest.approx((0.8 + 0.2) / 2, abs=1e-5)
+
+
+def test_cell_widths_partition_the_range():
+    z = np.array([-10.0, -4.0, -1.0, 0.0])
+    np.testing.assert_allclose(cell_widths(z), [3.0, 4.5, 2.0, 0.5])
+    assert cell_widths(z).sum() == pytest.approx(10.0)
 
 
 def test_categorical_target_shifts_atoms_and_keeps_the_expected_bellman_backup():
@@ -200,3 +243,41 @@ def test_sarsa_fit_against_known_returns():
     assert abs(fit.return_mean - g[keep].mean()) < 1e-5
     half = sarsa_fit(Critic(ReadsObs(scale=0.5), ScalarHead()), {}, demos, r, 0.9)
     assert abs(half.rel_error - 0.5) < 1e-5 and abs(half.corr - 1) < 1e-6
+
+
+def test_csilpp_support_covers_the_values_of_bc_rollouts():
+    """The support `prepare` resolves for CSIL++ on chapter 6's toy task (10 demonstrations) holds the discounted
+    coherent-reward returns of the BC policy's own (sampled) rollouts, each in a bin of at most 2.5 % of the
+    range. The former placement (quantiles of the demonstrations' returns only) put every value below the
+    demonstrations' lowest return into one bin of about 40 % of the range."""
+    from csil_lite.agents.core import make_act
+    from csil_lite.configs import preset
+    from csil_lite.envs.registry import make_env
+    from csil_lite.loop import prepare
+
+    cfg = preset("preview", algo="csilpp", task="pointmass-obstacles", num_demos=10, bc_steps=1_000,
+                 critic_pretrain_steps=0)
+    setup = prepare(cfg, progress=False)
+    agent, atoms = setup.agent, np.asarray(setup.agent.critic.head.atoms)
+    act = make_act(agent)
+    env, key, returns = make_env(cfg.task, seed=0), jax.random.PRNGKey(0), []
+    for episode in range(6):
+        obs, _ = env.reset(seed=100 + episode)
+        obs_seq, act_seq, done, success = [], [], False, False
+        while not done:
+            key, k = jax.random.split(key)
+            a = np.asarray(act(setup.state.actor.variables, obs[None], k, False))[0]
+            obs_seq.append(obs), act_seq.append(a)
+            obs, _, terminated, truncated, info = env.step(a)
+            done, success = terminated or truncated, bool(info.get("success", False))
+        r = np.asarray(agent.reward(setup.state.reward.variables, jnp.asarray(np.stack(obs_seq)),
+                                    jnp.asarray(np.stack(act_seq))), np.float64)
+        last = np.zeros(len(r), bool)
+        last[-1] = True
+        returns.append(discounted_returns(r, last, cfg.agent.gamma))
+    returns = np.concatenate(returns)
+    v_range = atoms[-1] - atoms[0]
+    assert np.mean((returns >= atoms[0]) & (returns <= atoms[-1])) >= 0.9, (returns.min(), atoms[0])
+    holding = np.abs(np.clip(returns, atoms[0], atoms[-1])[:, None] - atoms[None, :]).argmin(axis=1)
+    widest = cell_widths(atoms)[holding].max() / v_range
+    assert widest <= 0.025, (widest, returns.min(), atoms[:3])

@@ -140,6 +140,8 @@ def critic_objective(agent: Agent, critic_params, state: AgentState, batch: Tran
     clipped = getattr(head, "clipped_fraction", None)  # a categorical head: shifted atoms off its support
     if clipped is not None:
         metrics["clipped_frac"] = clipped(r, batch.terminal, next_kl, gamma=cfg.gamma, beta=cfg.beta)
+        # where the predicted mass of the agent's own (online) rows sits on the support
+        metrics.update(head.bin_stats(jax.lax.stop_gradient(out)[..., cfg.n_demo:, :]))
     return loss, (metrics, batch_stats)
 
 

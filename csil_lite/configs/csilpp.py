@@ -3,8 +3,11 @@
 Components: CSIL's (prior 'bc', coherent reward refined online, SARSA-pretrained critic) with
 - the critic batch-normalised with weight normalisation ('batch_weight': BN on the input and after every hidden
   Dense, kernels projected to unit fan-in norm after every step), the XQC recipe for a well-conditioned critic;
-- a categorical head with 101 atoms placed by quantiles of the demonstrations' discounted returns under the
-  coherent reward (`heads.quantile_support`), cross-entropy to the projected Bellman target;
+- a categorical head with 101 atoms at the quantiles of the demonstrations' discounted returns under the
+  coherent reward mixed half and half with the uniform distribution on the support's range
+  (`heads.quantile_support`: no bin wider than 1.9 % of the range; the earlier placement by the returns alone
+  put every value below the demonstrations' returns into one bin of about 40 % of it), cross-entropy to the
+  projected Bellman target;
 - twin critics (the target from the lower one), 4 critic steps per actor step (UTD 4), and the exact KL of the
   latent Gaussians to the BC prior in place of the single-sample estimate.
 

@@ -129,6 +129,23 @@ class CategoricalHead(NamedTuple):
         shifted = reward[:, None] + gamma * (1.0 - terminal[:, None]) * (self.support[None, :] - beta * next_kl[:, None])
         return project(shifted, probs, self.support)
 
+    def occupancy(self, out: jax.Array) -> jax.Array:
+        """The predicted probability of each atom, averaged over the batch (and an ensemble's critics): [K]."""
+        probs = jax.nn.softmax(out, axis=-1)
+        return jnp.mean(probs.reshape(-1, probs.shape[-1]), axis=0)
+
+    def bin_stats(self, out: jax.Array) -> dict[str, jax.Array]:
+        """Where the predicted Q mass sits on the support (book: the support check of chapter 6).
+
+        `q_bin_width`: the mass-weighted width of the atoms' cells (`cell_widths`) as a fraction of the support's
+        range: if a bin of width f holds half the mass, this is at least f / 2. `q_top_bin_mass`: the largest
+        mass on one atom; `q_top_bin_width`: that atom's cell width as a fraction of the range.
+        """
+        mass = self.occupancy(out)
+        widths = jnp.asarray(cell_widths(self.atoms) / (self.atoms[-1] - self.atoms[0]), jnp.float32)
+        return {"q_bin_width": mass @ widths, "q_top_bin_mass": jnp.max(mass),
+                "q_top_bin_width": widths[jnp.argmax(mass)]}
+
     def clipped_fraction(self, reward, terminal, next_kl, *, gamma: float, beta: float) -> jax.Array:
         """Fraction of shifted atoms that fall outside the support (and are clipped onto its ends)."""
         shifted = reward[:, None] + gamma * (1.0 - terminal[:, None]) * (self.support[None, :] - beta * next_kl[:, None])
@@ -146,23 +163,45 @@ def discounted_returns(rewards: np.ndarray, last: np.ndarray, gamma: float) -> n
     return out
 
 
-def quantile_support(returns: np.ndarray, n_atoms: int = 101, v_min: float = -8.0, v_max: float = 0.0,
-                     uniform_weight: float = 0.1) -> tuple[float, ...]:
-    """Atoms placed by quantiles of `returns` (e.g. `discounted_returns` of the demonstrations), strictly increasing.
+def cell_widths(atoms) -> np.ndarray:
+    """The width of the interval each atom stands for: halfway to its neighbours (half a gap at the two ends)."""
+    z = np.asarray(atoms, np.float64)
+    edges = np.concatenate([z[:1], (z[1:] + z[:-1]) / 2, z[-1:]])
+    return np.diff(edges)
 
-    The rule: clip the returns to [v_min, v_max], take their quantiles at n_atoms evenly spaced levels, pin the
-    ends to v_min and v_max, and mix with the uniform grid: z = (1 - w) q + w linspace(v_min, v_max, n_atoms).
-    Sparse rewards give repeated quantiles (zero-width bins, hence NaN in the projection); the mix keeps every gap
-    at least w (v_max - v_min) / (n_atoms - 1) while leaving most atoms where the returns fall.
+
+def quantile_support(returns: np.ndarray, n_atoms: int = 101, v_min: float = -8.0, v_max: float = 0.0,
+                     uniform_weight: float = 0.5, min_gap_weight: float = 0.1) -> tuple[float, ...]:
+    """Atoms at the quantiles of the returns' distribution mixed with a uniform one on [v_min, v_max].
+
+    With F_G the empirical distribution of the returns clipped to [v_min, v_max], U the uniform distribution
+    there and w = `uniform_weight`, the atoms are the quantiles of F = (1 - w) F_G + w U at n_atoms evenly spaced
+    levels, the ends pinned to v_min and v_max; then mixed with the uniform grid,
+    z = (1 - e) z_F + e linspace(v_min, v_max, n_atoms), e = `min_gap_weight`.
+
+    - Two neighbouring atoms hold 1 / (n_atoms - 1) of F's mass, of which U holds w * gap / range: no gap exceeds
+      range / (w (n_atoms - 1)) before the grid mix, (1 - e) / w + e times the uniform gap after it. Where the
+      returns are, the atoms are dense; where they are not (the values an online policy's worse actions reach
+      below the demonstrations' returns) the support still has bins of a few percent of the range, so a critic's
+      mass cannot pile into one wide bin.
+    - The grid mix keeps every gap at least e (v_max - v_min) / (n_atoms - 1): sparse rewards give returns with
+      a few values, whose quantiles repeat (zero-width bins, hence NaN in the projection).
     Book: eq-ch6-support.
     """
     returns = np.asarray(returns, np.float64).ravel()
     if returns.size == 0 or not np.all(np.isfinite(returns)):
         raise ValueError(f"quantile_support: need finite returns, got {returns.size} values")
-    if not v_min < v_max or n_atoms < 2 or not 0.0 < uniform_weight <= 1.0:
-        raise ValueError(f"quantile_support: need v_min < v_max, n_atoms >= 2 and 0 < uniform_weight <= 1, got "
-                         f"{v_min}, {v_max}, {n_atoms}, {uniform_weight}")
-    q = np.quantile(np.clip(returns, v_min, v_max), np.linspace(0.0, 1.0, n_atoms))
-    q[0], q[-1] = v_min, v_max
-    z = (1.0 - uniform_weight) * np.sort(q) + uniform_weight * np.linspace(v_min, v_max, n_atoms)
+    if (not v_min < v_max or n_atoms < 2 or not 0.0 < uniform_weight <= 1.0
+            or not 0.0 <= min_gap_weight <= 1.0):
+        raise ValueError(f"quantile_support: need v_min < v_max, n_atoms >= 2, 0 < uniform_weight <= 1 and "
+                         f"0 <= min_gap_weight <= 1, got {v_min}, {v_max}, {n_atoms}, {uniform_weight}, "
+                         f"{min_gap_weight}")
+    g = np.sort(np.clip(returns, v_min, v_max))
+    grid = np.unique(np.concatenate([g, np.linspace(v_min, v_max, 20_001)]))
+    cdf = ((1.0 - uniform_weight) * np.searchsorted(g, grid, side="right") / g.size
+           + uniform_weight * (grid - v_min) / (v_max - v_min))  # strictly increasing on the grid
+    levels = np.linspace(0.0, 1.0, n_atoms)
+    z = np.interp(levels, cdf, grid)
+    z[0], z[-1] = v_min, v_max
+    z = (1.0 - min_gap_weight) * z + min_gap_weight * np.linspace(v_min, v_max, n_atoms)
     return tuple(float(x) for x in z)
