@@ -24,6 +24,8 @@ from csil_lite.agents.components import (
     EnvironmentReward,
     ExactKL,
     MonteCarloKL,
+    RefinePerCriticStep,
+    RefinePerUpdate,
     SparseReward,
     UniformPrior,
 )
@@ -53,6 +55,7 @@ REWARDS: dict[str, Callable[[AgentConfig, nn.Module], Any]] = {
     "env": lambda c, policy: EnvironmentReward(),
     "sparse": lambda c, policy: SparseReward(),
 }
+REFINEMENTS: dict[str, Callable[[], Any]] = {"critic_step": RefinePerCriticStep, "update": RefinePerUpdate}
 
 # How the executed action is made from the base's and the small policy's (`csil_lite.base.compose`; what the
 # reward, critic and replay see per composition is documented there and in `BaseConfig`).
@@ -121,8 +124,21 @@ def critic_of(nets: NetworkConfig, obs_spec: Any) -> Critic:
                        encoder=make_encoder(nets.encoder, obs_spec))
 
 
-def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim: int) -> Agent:
-    """The agent of `config`'s components around a given policy network and critic component."""
+def critic_learning_rate(config: AgentConfig, critic_steps: int | None = None) -> float | optax.Schedule:
+    """`critic_lr`, or with `critic_lr_final` set, a linear fall from it to that over `critic_steps` (the run's
+    online critic steps; required then)."""
+    if config.critic_lr_final is None:
+        return config.critic_lr
+    if critic_steps is None or critic_steps < 1:
+        raise ValueError(f"AgentConfig.critic_lr_final = {config.critic_lr_final}: the schedule needs the run's "
+                         f"number of critic steps (got {critic_steps})")
+    return optax.linear_schedule(config.critic_lr, config.critic_lr_final, critic_steps)
+
+
+def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim: int,
+             critic_steps: int | None = None) -> Agent:
+    """The agent of `config`'s components around a given policy network and critic component. `critic_steps`:
+    the run's online critic steps, which a critic learning-rate schedule runs over (`critic_learning_rate`)."""
     prior = PRIORS[config.prior](policy, action_dim)
     return Agent(
         config=config,
@@ -131,8 +147,9 @@ def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim:
         prior=prior,
         kl=KLS[config.kl](prior),
         reward=REWARDS[config.reward](config, policy),
+        refinement=_choose(REFINEMENTS, config.refine_every, "refinement schedule")(),
         policy_optim=optax.adam(config.actor_lr),
-        critic_optim=critic.optimiser(config.critic_lr, config.critic_weight_decay),
+        critic_optim=critic.optimiser(critic_learning_rate(config, critic_steps), config.critic_weight_decay),
         reward_optim=optax.sgd(config.reward_lr),
         action_dim=action_dim,
     )
@@ -141,8 +158,9 @@ def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim:
 def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
     """The agent a run configures, for observations of `obs_spec` and `action_dim` actions (components not yet
     resolved: call `Agent.resolve` with the BC params and the demonstrations, or `with_setup` on a resume)."""
+    critic_steps = max(1, (cfg.env_steps - cfg.learning_starts) * cfg.agent.utd)
     return agent_of(cfg.agent, make_policy(cfg.nets, action_dim, obs_spec), critic_of(cfg.nets, obs_spec),
-                    action_dim)
+                    action_dim, critic_steps)
 
 
 def make_composition(base: BaseConfig) -> Any:
@@ -189,6 +207,6 @@ def base_edge(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> NoBase 
     return BaseEdge(spawn, make_composition(base), base.chunk, base.residual_init_scale)
 
 
-__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "POLICIES", "PRIORS", "REWARDS", "agent_of", "base_edge",
-           "critic_of", "make_agent", "make_composition", "make_critic", "make_encoder",
-           "make_policy", "open_base"]
+__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "POLICIES", "PRIORS", "REFINEMENTS", "REWARDS", "agent_of",
+           "base_edge", "critic_learning_rate", "critic_of", "make_agent", "make_composition", "make_critic",
+           "make_encoder", "make_policy", "open_base"]

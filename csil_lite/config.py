@@ -113,6 +113,9 @@ class NetworkConfig:
     activation: Literal["triangle", "sin", "prelu"] = "triangle"  # nets.layers.PERIODIC_ACTIVATIONS
     # HetStat's trained log inverse length-scale starts here (reference: -5, a long length-scale).
     init_log_input_scale: float = -5.0
+    # LayerNorm and tanh after the HetStat trunk's first layer (Acme's LayerNormMLP, as the reference's
+    # policy option; the seed paper's Table II lists LayerNorm in the policy). False: the reference's default.
+    policy_layer_norm: bool = False
     critic_hidden: tuple[int, ...] = (256, 256)
     # The critic component. 'layer': the reference's LayerNorm MLP (LayerNorm + tanh after the first layer, ELU);
     # 'none' | 'batch' | 'batch_weight': ReLU MLPs without normalisation, or XQC's batch norm (+ weight norm, a
@@ -151,7 +154,8 @@ class NetworkConfig:
     def policy_kwargs(self) -> dict:
         if self.policy == "hetstat":
             return dict(hidden=self.policy_hidden, bottleneck=self.bottleneck, features=self.features,
-                        activation=self.activation, init_log_input_scale=self.init_log_input_scale)
+                        activation=self.activation, init_log_input_scale=self.init_log_input_scale,
+                        layer_norm=self.policy_layer_norm)
         return dict(hidden=self.policy_hidden)
 
 
@@ -186,10 +190,17 @@ class AgentConfig:
     reward_density: str = "action"
     refine_reward: bool = True  # refine the coherent reward's network (coherent reward only)
     refine_kl_weight: float = 1.0
+    # How often the reward refines: once per critic step (the reference CSIL code, whose update loops the critic
+    # and reward gradients together: UTD refinements per env step), or once per update (one per env step,
+    # on the update's last batch, whatever the UTD). `assembly.REFINEMENTS`.
+    refine_every: Literal["critic_step", "update"] = "critic_step"
     grad_penalty: float = 1.0  # weight of sqrt(E_demo ||dQ/da||^2)
     # AdamW decay of the critic params that the weight-norm projection leaves free (batch-norm scales and biases,
     # biases); of every critic param without weight norm. 0: plain Adam. See agents.core.critic_optimiser.
     critic_weight_decay: float = 0.0
+    # None: a constant critic_lr. A number: the critic's learning rate falls linearly from critic_lr to it over
+    # the run's online critic steps, (env_steps - learning_starts) * utd (XQC: 3e-4 -> 3e-5, no decay).
+    critic_lr_final: float | None = None
     utd: int = 1  # critic updates per actor update
     n_demo: int = 256
     n_online: int = 256
@@ -202,6 +213,8 @@ class AgentConfig:
         _positive(self, "actor_lr", "critic_lr", "reward_lr", "tau", "utd", "n_online")
         if not 0 <= self.gamma < 1:
             raise ValueError(f"AgentConfig.gamma must lie in [0, 1), got {self.gamma}")
+        if self.critic_lr_final is not None and not self.critic_lr_final > 0:
+            raise ValueError(f"AgentConfig.critic_lr_final must be > 0 or None, got {self.critic_lr_final}")
         if self.critic_weight_decay < 0:
             raise ValueError(f"AgentConfig.critic_weight_decay must be >= 0, got {self.critic_weight_decay}")
         if self.beta < 0 or self.n_demo < 0 or self.grad_penalty < 0:

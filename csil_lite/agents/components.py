@@ -6,7 +6,10 @@
   KL of the latent Gaussians, which needs a Gaussian prior);
 - reward source: `CoherentReward` (the coherent reward of a refinable copy of the BC policy, refined on every
   critic step), `EnvironmentReward` (the reward stored with the transitions) or `SparseReward` (-1 per step,
-  0 on the absorbing success step: the minimum-time reward of SACfD / XQC+OD).
+  0 on the absorbing success step: the minimum-time reward of SACfD / XQC+OD);
+- refinement schedule: `RefinePerCriticStep` (the reward refines in every critic step, as the reference code's
+  update loops the critic and reward gradients together) or `RefinePerUpdate` (once per update, after its
+  critic steps).
 
 Each component is an immutable NamedTuple of static settings, so it can be closed over by jitted functions.
 """
@@ -254,3 +257,34 @@ class SparseReward(NamedTuple):
 
 
 RewardSource = Union[CoherentReward, EnvironmentReward, SparseReward]
+
+
+# -- refinement schedules ------------------------------------------------------------------------------------------
+
+
+class RefinePerCriticStep(NamedTuple):
+    """The reward refines once in every critic step, from the params that step's reward came from: `utd`
+    refinements per update (the reference CSIL code). Book: eq-ch6-utd."""
+
+    def in_critic_step(self, reward: RewardSource, state: TrainState, batch: Transitions):
+        """(the critic's reward on `batch`, the reward state after this step, metrics)."""
+        return reward.reward_and_refine(state, batch)
+
+    def after_critic_steps(self, reward: RewardSource, state: TrainState, batch: Transitions):
+        """(the reward state after the update's critic steps, metrics): nothing more to do."""
+        return state, {}
+
+
+class RefinePerUpdate(NamedTuple):
+    """The reward refines once per update (per env step), on the update's last batch after its critic steps,
+    which all see the reward at the params the update started from. Book: eq-ch6-utd."""
+
+    def in_critic_step(self, reward: RewardSource, state: TrainState, batch: Transitions):
+        return reward.of_batch(state.variables, batch), state, {}
+
+    def after_critic_steps(self, reward: RewardSource, state: TrainState, batch: Transitions):
+        _, state, metrics = reward.reward_and_refine(state, batch)
+        return state, metrics
+
+
+RefinementSchedule = Union[RefinePerCriticStep, RefinePerUpdate]

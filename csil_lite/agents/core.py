@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from csil_lite import obs as obs_lib
-from csil_lite.agents.components import KLEstimator, Prior, RewardSource
+from csil_lite.agents.components import KLEstimator, Prior, RefinementSchedule, RewardSource
 from csil_lite.agents.critic import Critic
 from csil_lite.agents.state import AgentState, TrainState
 from csil_lite.config import AgentConfig
@@ -48,6 +48,7 @@ class Agent(NamedTuple):
     prior: Prior
     kl: KLEstimator
     reward: RewardSource
+    refinement: RefinementSchedule
     policy_optim: optax.GradientTransformation
     critic_optim: optax.GradientTransformation
     reward_optim: optax.GradientTransformation
@@ -158,13 +159,14 @@ def actor_objective(agent: Agent, policy_params, state: AgentState, batch: Trans
 
 def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array,
                 latents: Latents | None = None):
-    """One critic step, a Polyak update of its target, and one reward-refinement step (if the reward refines).
+    """One critic step, a Polyak update of its target, and, if the refinement schedule refines per critic step,
+    one reward-refinement step.
 
     One forward pass of the reward network gives both the critic's reward and the refinement's loss (both at
     the reward params the step starts from).
     Book: eq-ch6-wn.
     """
-    r, reward, r_metrics = agent.reward.reward_and_refine(state.reward, batch)
+    r, reward, r_metrics = agent.refinement.in_critic_step(agent.reward, state.reward, batch)
     (_, (metrics, batch_stats)), grads = jax.value_and_grad(
         lambda p: critic_objective(agent, p, state, batch, key, r, latents),
         has_aux=True)(state.critic.params)
@@ -197,7 +199,8 @@ def fixed_latents(agent: Agent, state: AgentState, batch: Transitions) -> tuple[
 
 def update(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, train_actor: bool = True):
     """One update: `utd` critic (+ reward) steps in `lax.scan` over the batch's leading axis, each followed by a
-    Polyak step, then (with `train_actor`) one actor step on the last batch. Returns (state, mean metrics).
+    Polyak step, the reward's refinement if it refines once per update (`agent.refinement`), then (with
+    `train_actor`) one actor step on the last batch. Returns (state, mean metrics).
 
     `train_actor=False` runs only the critic and reward steps: the warm-up in which the critic learns the value
     of the initial policy's own rollouts before the actor starts following its action-gradient.
@@ -214,9 +217,11 @@ def update(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, 
 
     state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:], latents))
     critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
+    last = jax.tree.map(lambda x: x[-1], batch)
+    reward, r_metrics = agent.refinement.after_critic_steps(agent.reward, state.reward, last)
+    state, critic_metrics = state._replace(reward=reward), {**critic_metrics, **r_metrics}
     if not train_actor:
         return state, critic_metrics
-    last = jax.tree.map(lambda x: x[-1], batch)
     state, a_metrics = actor_step(agent, state, last, keys[0], prior_at_obs)
     return state, {**critic_metrics, **a_metrics}
 

@@ -75,8 +75,10 @@ def _identity(params):
     return params
 
 
-def critic_optimiser(lr: float, weight_decay: float, weight_norm: bool) -> optax.GradientTransformation:
-    """Adam; with `weight_decay` > 0, AdamW whose decay acts on what weight normalisation leaves free.
+def critic_optimiser(lr: float | optax.Schedule, weight_decay: float,
+                     weight_norm: bool) -> optax.GradientTransformation:
+    """Adam; with `weight_decay` > 0, AdamW whose decay acts on what weight normalisation leaves free. `lr`: a
+    number or an optax schedule of the step (`assembly.critic_learning_rate`).
 
     Batch norm makes the loss invariant to the scale of the kernel before it and the projection (`unit_fan_in`)
     fixes that scale, but the batch-norm scales and biases and the output bias stay free. Under Adam each step
@@ -148,7 +150,7 @@ class Critic(NamedTuple):
 
         return jnp.sum(jax.vmap(member_penalty)(variables))
 
-    def optimiser(self, lr: float, weight_decay: float) -> optax.GradientTransformation:
+    def optimiser(self, lr: float | optax.Schedule, weight_decay: float) -> optax.GradientTransformation:
         """`critic_optimiser` for this critic's projection."""
         return critic_optimiser(lr, weight_decay, self.weight_norm)
 
