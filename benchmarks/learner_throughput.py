@@ -20,8 +20,12 @@ cost of an update does not depend on the values), after a compile call, as the m
   like CSIL's utd=1), otherwise SBX's defaults (SAC: twin critic; CrossQ: batch norm, no target network).
   Ratio = CSIL updates/s at batch 128 over SBX updates/s (gradient steps/s). CSIL++ is compared with CrossQ at
   `policy_delay=4` (four critic steps per actor step, like CSIL++'s utd 4), both counted in critic steps/s.
+* `--options`: only CSIL++ at batch 64+64, as the preset and with each option of issue 23 on its own (`OPTIONS`:
+  the reward refined once per update instead of per critic step, the critic's learning-rate schedule, LayerNorm
+  in the HetStat trunk), in critic steps/s and relative to the preset.
 
     python benchmarks/learner_throughput.py [--widths 256 1024] [--rounds 5] [--updates 10]
+    python benchmarks/learner_throughput.py --options [--widths 256] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -44,6 +48,13 @@ from csil_lite.nets.policy import HetStatPolicy
 
 OBS_DIM, ACT_DIM = 19, 7
 FEATURES, BOTTLENECK = 256, 12
+# CSIL++ options (issue 23), each on its own: AgentConfig overrides, and whether the trunk has LayerNorm
+OPTIONS = {
+    "CSIL++ preset": ({}, False),
+    "+ refine once per update": ({"refine_every": "update"}, False),
+    "+ critic lr 3e-4 -> 3e-5, no decay": ({"critic_lr_final": 3e-5, "critic_weight_decay": 0.0}, False),
+    "+ LayerNorm in the trunk": ({}, True),
+}
 
 
 def _random_batch(utd: int, rows: int, rng: np.random.Generator) -> Transitions:
@@ -53,21 +64,23 @@ def _random_batch(utd: int, rows: int, rng: np.random.Generator) -> Transitions:
     return jax.tree.map(jnp.asarray, Transitions(obs, act, z, obs.copy(), act.copy(), z, z))
 
 
-def csil_stepper(width: int, n_demo: int, n_online: int,
-                 algo: str = "csil") -> tuple[Callable[[int], None], float]:
+def csil_stepper(width: int, n_demo: int, n_online: int, algo: str = "csil", agent_overrides: dict | None = None,
+                 policy_layer_norm: bool = False) -> tuple[Callable[[int], None], float]:
     """The one place that calls csil_lite's agent API: run(n) does n jitted updates of `algo` ('csil' or
-    'csilpp', its components and critic from `configs`); + FLOPs/update."""
+    'csilpp', its components and critic from `configs`, with `agent_overrides` of its AgentConfig and LayerNorm
+    in the policy trunk if asked); + FLOPs/update."""
     paper = preset("paper", algo=algo)
     shift = paper.agent.reward_shift if paper.agent.reward_shift == "bound" else 0.0  # a number: same cost
-    cfg = dataclasses.replace(paper.agent, n_demo=n_demo, n_online=n_online, reward_shift=shift)
+    cfg = dataclasses.replace(paper.agent, n_demo=n_demo, n_online=n_online, reward_shift=shift,
+                              **(agent_overrides or {}))
     policy = HetStatPolicy(action_dim=ACT_DIM, hidden=(width, width), bottleneck=BOTTLENECK,
-                           features=FEATURES)
+                           features=FEATURES, layer_norm=policy_layer_norm)
     n = paper.nets
     v_min = -100.0 if n.critic_v_min == "floor" else n.critic_v_min  # 'floor' needs demonstrations; any range will do
     atoms = np.linspace(v_min, n.critic_v_max, n.critic_atoms)  # the cost does not depend on them
     critic = make_critic((width, width), n.critic_norm, n.critic_head, n.critic_ensemble, atoms=atoms)
     obs, act = jnp.zeros((1, OBS_DIM)), jnp.zeros((1, ACT_DIM))
-    agent = agent_of(cfg, policy, critic, ACT_DIM)
+    agent = agent_of(cfg, policy, critic, ACT_DIM, critic_steps=paper.env_steps * cfg.utd)
     update = make_update(agent)
     rng = np.random.default_rng(0)
     batches = [_random_batch(cfg.utd, n_demo + n_online, rng) for _ in range(4)]
@@ -213,6 +226,21 @@ def interleaved_rates(runners: dict[str, tuple[Callable[[int], None], int]], rou
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def options_main(args: argparse.Namespace) -> None:
+    """CSIL++ (batch 64+64, UTD 4) as the preset and with each option alone, critic steps/s and vs the preset."""
+    for width in args.widths:
+        print(f"\n== CSIL++ options, width {width}, batch 64+64, UTD 4 ==")
+        runners = {}
+        for label, (overrides, layer_norm) in OPTIONS.items():
+            run, _ = csil_stepper(width, 64, 64, "csilpp", overrides, layer_norm)
+            run(1)  # compile
+            runners[label] = (lambda n, run=run: run(args.updates), args.updates * 4)
+        rates = interleaved_rates(runners, args.rounds)
+        base = rates["CSIL++ preset"]
+        for label, rate in rates.items():
+            print(f"{label:38s} {rate:8.1f} critic steps/s   x{rate / base:5.2f} the preset's")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
@@ -221,9 +249,13 @@ def main() -> None:
     p.add_argument("--head-calls", type=int, default=10, help="HetStat passes per timed call")
     p.add_argument("--sbx-steps", type=int, default=12,
                    help="SBX gradient steps per timed `_train` call (a multiple of 4)")
+    p.add_argument("--options", action="store_true", help="only CSIL++ with each option of OPTIONS")
     args = p.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; obs {OBS_DIM}, action {ACT_DIM}, "
           f"D={FEATURES}, bottleneck {BOTTLENECK}; median of {args.rounds} interleaved rounds")
+    if args.options:
+        options_main(args)
+        return
     peak = peak_gflops()
     print(f"measured peak: {peak:.1f} GFLOP/s (jitted float32 2048^3 matmul, best of 3)")
     for width in args.widths:

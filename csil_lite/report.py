@@ -10,7 +10,9 @@ all seeds (5 success rates per seed). A base policy alone gives the same record 
 
 `protocol_summary` computes the cells, `protocol_table` renders the Table-I-style markdown (the best median of
 each task in bold), `protocol_figure` the same numbers as bars with their interquartile ranges. The sweep report
-reads the same records.
+reads the same records. `load_runs` reads a folder of finished runs (one task) with their learning curves,
+`curves_figure` draws them (median over seeds, 25th-75th band, the base alone dashed) and `initial_drops` gives
+each seed's fall below its start.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -143,6 +145,83 @@ def protocol_figure(summary: dict[tuple[str, str], dict[str, float]], *, methods
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate (best params, re-evaluated)")
     ax.legend(fontsize=8, frameon=False, ncol=min(3, len(ms)))
+    return ax
+
+
+class StoredRuns(NamedTuple):
+    """Finished runs of one task, read by `load_runs`: `records` (their final_eval.json records), `summary`
+    (`protocol_summary` of them), `curves` ({method: (env steps [E], success rates [seeds, E])}, runs with
+    metrics.jsonl only: the base alone has no curve), `learning_starts` (the first curve's run's) and `settings`
+    (the folder's settings.json, {} without one)."""
+
+    settings: dict
+    records: list
+    summary: dict
+    curves: dict
+    learning_starts: int | None
+
+    @property
+    def task(self) -> str:
+        return str(self.records[0]["task"])
+
+    def cell(self, method: str) -> dict[str, float]:
+        """The protocol cell (median, q25, q75, ...) of `method` on this task."""
+        return self.summary[(method, self.task)]
+
+
+def load_runs(folder: str | Path) -> StoredRuns:
+    """Every run directory under `folder` that holds a final_eval.json, with its evaluations' curve."""
+    folder = Path(folder)
+    run_dirs = sorted(d for d in folder.iterdir() if (d / FINAL_EVAL).exists())
+    if not run_dirs:
+        raise UserError(f"{folder}: no finished runs (directories with {FINAL_EVAL})")
+    records = [read_final_eval(d) for d in run_dirs]
+    rows: dict[str, list[list[dict]]] = defaultdict(list)
+    learning_starts = None
+    for d, record in zip(run_dirs, records):
+        metrics = d / "metrics.jsonl"
+        if metrics.exists():
+            rows[record["method"]].append([json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()])
+            if learning_starts is None and (d / "config.json").exists():
+                learning_starts = json.loads((d / "config.json").read_text()).get("learning_starts")
+    curves = {}
+    for method, runs in rows.items():
+        steps = [r["step"] for r in runs[0]]
+        if any([r["step"] for r in run] != steps for run in runs):
+            raise ValueError(f"{folder}: the runs of {method!r} were evaluated at different steps")
+        curves[method] = (np.asarray(steps), np.asarray([[r["success_rate"] for r in run] for run in runs]))
+    settings_file = folder / "settings.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
+    return StoredRuns(settings, records, protocol_summary(records), curves, learning_starts)
+
+
+def initial_drops(runs: StoredRuns) -> dict[str, np.ndarray]:
+    """Per method, each seed's lowest evaluation minus its first (step 0, the start it was initialised at)."""
+    return {m: values.min(axis=1) - values[:, 0] for m, (_, values) in runs.curves.items()}
+
+
+def curves_figure(runs: StoredRuns, methods: Sequence[str] | None = None, ax=None, base: str = "base"):
+    """Success against env steps: each method's median over seeds with its 25th-75th band, the base alone's
+    protocol median dashed, where updates start dotted. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    from csil_lite.evaluation import median_iqr
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    for method in _order(runs.curves, methods):
+        steps, values = runs.curves[method]
+        med, lo, hi = median_iqr(values)
+        (line,) = ax.plot(steps, med, label=method)
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
+    if (base, runs.task) in runs.summary:
+        ax.axhline(runs.cell(base)["median"], color="k", ls="--", lw=1, label="base alone (median)")
+    if runs.learning_starts:
+        ax.axvline(runs.learning_starts, color="0.6", lw=0.8, ls=":", label="updates start")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("success rate")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
     return ax
 
 
