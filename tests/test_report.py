@@ -94,3 +94,33 @@ def test_a_base_alone_gives_a_record_for_the_same_table(tmp_path):
     assert r["method"] == "base" and len(r["success_rates"]) == 2
     assert all(0.0 <= v <= 1.0 for v in r["success_rates"])
     assert ("base", "pointmass-reach") in protocol_summary([r])
+
+
+def test_load_runs_reads_curves_and_drops(tmp_path):
+    from csil_lite.report import curves_figure, initial_drops, load_runs
+
+    with pytest.raises(UserError, match="no finished runs"):
+        load_runs(tmp_path)
+    curves = {0: [0.9, 0.5, 0.8], 1: [1.0, 0.9, 1.0]}
+    for seed, rates in curves.items():
+        d = tmp_path / f"xqc_od_ensemble_{seed}"
+        d.mkdir()
+        (d / "final_eval.json").write_text(json.dumps(rec("xqc_od ensemble", "can", seed, [0.9] * 5)))
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"step": 500 * i, "success_rate": r}) + "\n"
+                                                 for i, r in enumerate(rates)))
+        (d / "config.json").write_text(json.dumps({"learning_starts": 500}))
+    (tmp_path / "base_0").mkdir()
+    (tmp_path / "base_0" / "final_eval.json").write_text(json.dumps(rec("base", "can", 0, [0.6] * 5)))
+    runs = load_runs(tmp_path)
+    steps, values = runs.curves["xqc_od ensemble"]
+    np.testing.assert_array_equal(steps, [0, 500, 1000])
+    np.testing.assert_allclose(values, [curves[0], curves[1]])
+    assert set(runs.curves) == {"xqc_od ensemble"} and runs.task == "can" and runs.learning_starts == 500
+    assert runs.cell("base")["median"] == 0.6 and runs.settings == {}
+    np.testing.assert_allclose(initial_drops(runs)["xqc_od ensemble"], [-0.4, -0.1])
+    ax = curves_figure(runs)
+    assert len(ax.get_lines()) == 3  # the median curve, the base's line, where updates start
+    # runs of one method evaluated at different steps cannot share a curve
+    (tmp_path / "xqc_od_ensemble_1" / "metrics.jsonl").write_text(json.dumps({"step": 0, "success_rate": 1.0}))
+    with pytest.raises(ValueError, match="different steps"):
+        load_runs(tmp_path)
