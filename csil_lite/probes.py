@@ -162,3 +162,37 @@ def critic_probe(setup, updates: int, every: int, *, seed: int = 0) -> ProbeTrac
 
 
 __all__ = ["ProbeTrace", "critic_probe", "hidden_kernels", "make_probe_chunk"]
+
+
+def rollout_returns(agent, state, task: str, episodes: int = 6, seed: int = 100) -> np.ndarray:
+    """Discounted returns under the agent's reward from every step of `episodes` rollouts of its actor's own
+    *sampled* actions on `task` (as the online phase acts): the values its critic must represent for the policy
+    it starts from. Episode i starts from the environment seed `seed + i`; the actions' noise comes from
+    PRNGKey(`seed`). Chapter 6 sets them against the categorical support."""
+    from csil_lite.agents.core import make_act
+    from csil_lite.data.transitions import Transitions
+    from csil_lite.envs.registry import make_env
+    from csil_lite.nets.heads import discounted_returns
+
+    act, env, key = make_act(agent), make_env(task, seed=seed), jax.random.PRNGKey(seed)
+    out = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        rows: dict[str, list] = {"obs": [], "action": [], "reward": [], "next_obs": [], "terminal": []}
+        done = False
+        while not done:
+            key, k = jax.random.split(key)
+            a = np.asarray(act(state.actor.variables, obs[None], k, False))[0]
+            nxt, r, terminated, truncated, _ = env.step(a)
+            for name, value in zip(rows, (obs, a, r, nxt, float(terminated))):
+                rows[name].append(value)
+            obs, done = nxt, terminated or truncated
+        n = len(rows["reward"])
+        arrays = {k: np.asarray(v, np.float32) for k, v in rows.items()}
+        last = np.zeros(n, np.float32)
+        last[-1] = 1.0
+        batch = Transitions(arrays["obs"], arrays["action"], arrays["reward"], arrays["next_obs"],
+                            arrays["action"], arrays["terminal"], last)
+        rewards = np.asarray(agent.reward.of_batch(state.reward.variables, jax.tree.map(jnp.asarray, batch)))
+        out.append(discounted_returns(rewards.astype(np.float64), last.astype(bool), agent.config.gamma))
+    return np.concatenate(out)
