@@ -205,21 +205,15 @@ def curves_figure(runs: StoredRuns, methods: Sequence[str] | None = None, ax=Non
     protocol median dashed, where updates start dotted. Returns the axes."""
     import matplotlib.pyplot as plt
 
-    from csil_lite.evaluation import median_iqr
+    from csil_lite.plotting import plot_curves
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6))
-    for method in _order(runs.curves, methods):
-        steps, values = runs.curves[method]
-        med, lo, hi = median_iqr(values)
-        (line,) = ax.plot(steps, med, label=method)
-        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
+    plot_curves(ax, {m: runs.curves[m] for m in _order(runs.curves, methods)})
     if (base, runs.task) in runs.summary:
         ax.axhline(runs.cell(base)["median"], color="k", ls="--", lw=1, label="base alone (median)")
     if runs.learning_starts:
         ax.axvline(runs.learning_starts, color="0.6", lw=0.8, ls=":", label="updates start")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("success rate")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     return ax

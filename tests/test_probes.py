@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from csil_lite.configs import preset
-from csil_lite.evaluation import steps_to_threshold
+from csil_lite.evaluation import steps_to_threshold, success_auc
 from csil_lite.loop import prepare
 from csil_lite.assembly import make_critic
 from csil_lite.probes import critic_probe, hidden_kernels
@@ -31,6 +31,21 @@ def test_steps_to_threshold_rejects_bad_input():
         steps_to_threshold([0, 1, 2], [0.1, 0.2], 0.5)
     with pytest.raises(ValueError, match="strictly increasing"):
         steps_to_threshold([0, 2, 1], [0.1, 0.2, 0.3], 0.5)
+
+
+def test_success_auc_is_the_mean_success_under_the_trapezoid_rule():
+    steps = [0, 1000, 2000, 3000]
+    assert success_auc(steps, [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.5)  # a flat curve: its level
+    # a ramp 0 -> 1 over 2,000 steps then flat: area 1,000 x 1 + 1,000 x 0.5 (ramp) ... divided by 3,000
+    assert success_auc(steps, [0.0, 0.5, 1.0, 1.0]) == pytest.approx((0.25 + 0.75 + 1.0) * 1000 / 3000)
+    # up to a step between evaluations: the curve is interpolated there
+    assert success_auc(steps, [0.0, 1.0, 1.0, 1.0], up_to=500) == pytest.approx(0.25)
+    # paired comparisons read the same window: a run that got there earlier has the larger area
+    assert success_auc(steps, [0, 1, 1, 1]) > success_auc(steps, [0, 0, 1, 1])
+    with pytest.raises(ValueError, match="from 0"):
+        success_auc([1000, 2000], [0.1, 0.2])
+    with pytest.raises(ValueError, match="outside"):
+        success_auc(steps, [0, 0, 0, 0], up_to=5000)
 
 
 # -- hidden kernels and the scale invariance the chapter builds on --------------------------------------------------
