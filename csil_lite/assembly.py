@@ -24,8 +24,10 @@ from csil_lite.agents.components import (
     EnvironmentReward,
     ExactKL,
     MonteCarloKL,
+    NoNormalisation,
     RefinePerCriticStep,
     RefinePerUpdate,
+    ReturnNormalisation,
     SparseReward,
     UniformPrior,
 )
@@ -56,6 +58,8 @@ REWARDS: dict[str, Callable[[AgentConfig, nn.Module], Any]] = {
     "sparse": lambda c, policy: SparseReward(),
 }
 REFINEMENTS: dict[str, Callable[[], Any]] = {"critic_step": RefinePerCriticStep, "update": RefinePerUpdate}
+NORMALISERS: dict[str, Callable[[AgentConfig], Any]] = {"none": lambda c: NoNormalisation(),
+                                                        "running_std": lambda c: ReturnNormalisation(c.gamma)}
 
 # How the executed action is made from the base's and the small policy's (`csil_lite.base.compose`; what the
 # reward, critic and replay see per composition is documented there and in `BaseConfig`).
@@ -148,6 +152,7 @@ def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim:
         kl=KLS[config.kl](prior),
         reward=REWARDS[config.reward](config, policy),
         refinement=_choose(REFINEMENTS, config.refine_every, "refinement schedule")(),
+        normaliser=_choose(NORMALISERS, config.return_norm, "return normalisation")(config),
         policy_optim=optax.adam(config.actor_lr),
         critic_optim=critic.optimiser(critic_learning_rate(config, critic_steps), config.critic_weight_decay),
         reward_optim=optax.sgd(config.reward_lr),
@@ -207,6 +212,6 @@ def base_edge(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> NoBase 
     return BaseEdge(spawn, make_composition(base), base.chunk, base.residual_init_scale)
 
 
-__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "POLICIES", "PRIORS", "REFINEMENTS", "REWARDS", "agent_of",
-           "base_edge", "critic_learning_rate", "critic_of", "make_agent", "make_composition", "make_critic",
-           "make_encoder", "make_policy", "open_base"]
+__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "NORMALISERS", "POLICIES", "PRIORS", "REFINEMENTS", "REWARDS",
+           "agent_of", "base_edge", "critic_learning_rate", "critic_of", "make_agent", "make_composition",
+           "make_critic", "make_encoder", "make_policy", "open_base"]

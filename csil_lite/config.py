@@ -194,6 +194,10 @@ class AgentConfig:
     # and reward gradients together: UTD refinements per env step), or once per update (one per env step,
     # on the update's last batch, whatever the UTD). `assembly.REFINEMENTS`.
     refine_every: Literal["critic_step", "update"] = "critic_step"
+    # XQC's reward normalisation: "running_std" divides the critic's rewards by the running standard deviation
+    # of the discounted return G <- r + gamma G (reset at episode ends), started from the demonstrations' reward
+    # stream and updated at every env step (`agents.components.ReturnNormalisation`); "none" leaves them raw.
+    return_norm: Literal["none", "running_std"] = "none"
     grad_penalty: float = 1.0  # weight of sqrt(E_demo ||dQ/da||^2)
     # AdamW decay of the critic params that the weight-norm projection leaves free (batch-norm scales and biases,
     # biases); of every critic param without weight norm. 0: plain Adam. See agents.core.critic_optimiser.
@@ -370,6 +374,10 @@ class RunConfig:
             raise ValueError(
                 f"online batch ({self.agent.n_online}) is larger than the replay capacity ({self.replay_capacity})"
             )
+        if self.agent.return_norm != "none" and self.nets.critic_v_min == "floor":
+            raise UserError("agent.return_norm normalises the rewards, but nets.critic_v_min='floor' is a raw "
+                            "reward's floor: give the support's range in normalised units (XQC and the paper: "
+                            "critic_v_min=-8.0)")
         if self.learn_online and self.learning_starts < self.agent.n_online:
             raise ValueError(
                 f"learning_starts ({self.learning_starts}) must be >= the online batch ({self.agent.n_online}): "

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from csil_lite import obs as obs_lib
+from csil_lite.agents.components import ReturnStats
 from csil_lite.agents.core import Agent, init_state, make_act, make_update
 from csil_lite.agents.state import AgentState
 from csil_lite.assembly import base_edge, make_agent
@@ -89,6 +90,25 @@ def coherent_rewards_of(agent: Agent, reward_variables, obs: np.ndarray, actions
     `reward_variables`: the reward network's variables, e.g. `state.reward.variables` (or the BC policy's).
     """
     return np.asarray(_learned_reward(agent)(reward_variables, jax.tree.map(jnp.asarray, obs), jnp.asarray(actions)))
+
+
+def make_step_reward(agent: Agent) -> Callable[..., float]:
+    """step_reward(reward_variables, obs, action, env_reward, next_obs, terminal): the critic's (unscaled) reward
+    of one env transition under the agent's reward source, jitted (what return normalisation observes)."""
+
+    @jax.jit
+    def one(variables, row: Transitions):
+        return agent.reward.of_batch(variables, row)[0]
+
+    def step_reward(variables, obs, action, env_reward, next_obs, terminal) -> float:
+        one_row = lambda x: jnp.asarray(x)[None]  # noqa: E731
+        row = Transitions(jax.tree.map(one_row, obs), one_row(np.asarray(action, np.float32)),
+                          one_row(np.float32(env_reward)), jax.tree.map(one_row, next_obs),
+                          one_row(np.asarray(action, np.float32)), one_row(np.float32(terminal)),
+                          one_row(np.float32(terminal)))
+        return float(one(variables, row))
+
+    return step_reward
 
 
 def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.ndarray]:
@@ -365,6 +385,13 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, edge: Any, env, eval_en
     step, episode, n_updates = loop["step"], loop["episode"], loop["updates"]
     best = dict(loop.get("best", {"step": None, "success_rate": None}))
 
+    # Normalised rewards (agent.return_norm): the running moments of the discounted return of the critic's reward
+    # along the env stream (`ReturnNormalisation`), continued from the demonstrations' and checkpointed with the
+    # loop; every env step's reward is computed with the current reward network and sets the state's scale.
+    norm = agent.normaliser
+    return_stats = ReturnStats(*loop["return_stats"]) if "return_stats" in loop else norm.start()
+    step_reward = make_step_reward(agent) if norm.active else None
+
     # Runs that learn online with a learned reward log its correlation with the task's reward at each evaluation.
     log_reward = cfg.learn_online and agent.reward.learned
     jit_reward = make_reward_fn(agent) if log_reward else None
@@ -395,7 +422,7 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, edge: Any, env, eval_en
                                                 "rng": rng.bit_generator.state,
                                                 "key": np.asarray(jax.random.key_data(key)).tolist(),
                                                 "pending": [{k: float(v) for k, v in p.items()} for p in pending],
-                                                "best": best}, best_vars)
+                                                "best": best, "return_stats": list(return_stats)}, best_vars)
 
     if step == 0:
         do_eval(0, {})
@@ -417,6 +444,10 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, edge: Any, env, eval_en
         base_action = edge.base_action(info)  # the base's action `a` was composed with (None: no base)
         nxt, r, terminated, truncated, info = env.step(a)
         replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated, base_action=base_action)
+        if step_reward is not None:
+            return_stats = norm.observe(return_stats, step_reward(state.reward.variables, obs, a, r, nxt, terminated),
+                                        terminated or truncated)
+            state = state._replace(return_scale=jnp.asarray(norm.scale(return_stats), jnp.float32))
         step += 1
         bar.update(1)
         obs = nxt

@@ -117,3 +117,77 @@ def test_trunk_layer_norm_makes_the_policy_invariant_to_the_first_layers_scale()
     cfg = preset("preview", algo="csilpp", nets={"policy_layer_norm": True})
     assert cfg.nets.policy_kwargs()["layer_norm"] is True
     assert preset("preview", algo="csilpp").nets.policy_kwargs()["layer_norm"] is False  # the default is unchanged
+
+
+# -- return normalisation (XQC) ------------------------------------------------------------------------------------
+
+
+def test_running_return_moments_and_unit_std_on_a_synthetic_stream():
+    """The running moments equal numpy's over the stream's discounted returns (reset after each episode's last
+    step), and the scaled rewards' returns have unit standard deviation; no mean is subtracted."""
+    from csil_lite.agents.components import ReturnNormalisation, ReturnStats
+
+    rng = np.random.default_rng(0)
+    gamma, lengths = 0.9, [7, 30, 3, 50, 12]
+    rewards = np.concatenate([rng.normal(-3.0, 2.0, n) for n in lengths])
+    last = np.concatenate([np.eye(1, n, n - 1)[0] for n in lengths]).astype(bool)
+    g, gs = 0.0, []
+    for r, end in zip(rewards, last):
+        g = r + gamma * g
+        gs.append(g)
+        g = 0.0 if end else g
+    norm = ReturnNormalisation(gamma).resolve(rewards, last)
+    stats = norm.start()
+    assert stats.count == len(rewards) and stats.g == 0.0  # the stream ended on an episode's last step
+    np.testing.assert_allclose([stats.mean, stats.m2 / stats.count], [np.mean(gs), np.var(gs)], rtol=1e-10)
+    scale = norm.scale(stats)
+    np.testing.assert_allclose(np.std(np.asarray(gs) * scale), 1.0, rtol=1e-6)  # G is linear in the rewards
+    assert scale > 0 and norm.scale(ReturnStats()) == 1.0
+    # continuing the stream online is the same as having seen it all at once
+    half = len(rewards) // 2
+    part = ReturnNormalisation(gamma).resolve(rewards[:half], last[:half])
+    online = part.start()
+    for r, end in zip(rewards[half:], last[half:]):
+        online = part.observe(online, r, bool(end))
+    np.testing.assert_allclose(online, stats, rtol=1e-10)
+
+
+def test_the_critic_sees_the_scaled_reward():
+    """An update with return scale s equals one with scale 1 on rewards multiplied by s (environment reward)."""
+    agent, state = _agent(prior="uniform", reward="env", refine_reward=False, return_norm="running_std")
+    batch = _batch()
+    scaled, _ = make_update(agent)(state._replace(return_scale=jnp.float32(0.25)), batch, jax.random.PRNGKey(2))
+    raw, _ = make_update(agent)(state._replace(return_scale=jnp.float32(1.0)),
+                                batch._replace(reward=batch.reward * np.float32(0.25)), jax.random.PRNGKey(2))
+    _close(scaled.critic.params, raw.critic.params, rtol=1e-5, atol=1e-7)
+    _close(scaled.actor.params, raw.actor.params, rtol=1e-5, atol=1e-7)
+
+
+def test_return_normalisation_needs_a_numeric_support():
+    from csil_lite.errors import UserError
+
+    with pytest.raises(UserError, match="normalised units"):
+        preset("preview", algo="csilpp", agent={"return_norm": "running_std"})
+    cfg = preset("preview", algo="csilpp", agent={"return_norm": "running_std"}, nets={"critic_v_min": -8.0})
+    assert cfg.agent.return_norm == "running_std"
+
+
+def test_a_normalised_run_logs_its_scale_and_resumes_exactly(tmp_path):
+    """A short CSIL++ run with XQC's normalisation on [-8, 0]: the scale starts from the demonstrations, moves
+    with the online stream, is logged, and a run stopped and resumed logs what an uninterrupted one does."""
+    from csil_lite.loop import read_metrics, train
+
+    cfg = preset("preview", algo="csilpp", task="pointmass-reach", num_demos=3, bc_steps=50, critic_pretrain_steps=20,
+                 env_steps=400, learning_starts=64, eval_every=100, eval_episodes=2, replay_capacity=1000,
+                 agent={"n_demo": 32, "n_online": 32, "return_norm": "running_std"},
+                 nets={"policy_hidden": (16,), "features": 16, "critic_hidden": (16,), "critic_v_min": -8.0,
+                       "critic_atoms": 21})
+    train(cfg, tmp_path / "full", progress=False)
+    train(cfg, tmp_path / "split", progress=False, stop_after=150)
+    train(cfg, tmp_path / "split", progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]  # noqa: E731
+    full = strip(read_metrics(tmp_path / "full"))
+    assert strip(read_metrics(tmp_path / "split")) == full
+    scales = [r["return_scale"] for r in full if "return_scale" in r]
+    assert len(scales) >= 3 and all(np.isfinite(scales)) and all(s > 0 for s in scales)
+    assert len(set(scales)) > 1  # the online stream moves it

@@ -7,6 +7,8 @@
 - reward source: `CoherentReward` (the coherent reward of a refinable copy of the BC policy, refined on every
   critic step), `EnvironmentReward` (the reward stored with the transitions) or `SparseReward` (-1 per step,
   0 on the absorbing success step: the minimum-time reward of SACfD / XQC+OD);
+- return normalisation: `NoNormalisation` (the critic sees the raw reward) or `ReturnNormalisation` (XQC's:
+  divided by the running standard deviation of the discounted return);
 - refinement schedule: `RefinePerCriticStep` (the reward refines in every critic step, as the reference code's
   update loops the critic and reward gradients together) or `RefinePerUpdate` (once per update, after its
   critic steps).
@@ -22,6 +24,7 @@ from typing import NamedTuple, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from csil_lite.agents.state import TrainState
 from csil_lite.coherent import (
@@ -288,3 +291,85 @@ class RefinePerUpdate(NamedTuple):
 
 
 RefinementSchedule = Union[RefinePerCriticStep, RefinePerUpdate]
+
+
+# -- return normalisation ------------------------------------------------------------------------------------------
+
+
+class ReturnStats(NamedTuple):
+    """Welford's running moments of the discounted-return stream (plain floats: stored with a run and in the
+    loop's checkpoints) and the stream's current return `g`."""
+
+    count: float = 0.0
+    mean: float = 0.0
+    m2: float = 0.0
+    g: float = 0.0
+
+
+class NoNormalisation(NamedTuple):
+    """The critic sees the reward as it is: scale 1."""
+
+    active = False
+
+    def resolve(self, rewards, last) -> "NoNormalisation":
+        return self
+
+    def setup(self) -> dict:
+        return {}
+
+    def with_setup(self, values: dict) -> "NoNormalisation":
+        return self
+
+    def start(self) -> ReturnStats:
+        return ReturnStats()
+
+    def scale(self, stats: ReturnStats) -> float:
+        return 1.0
+
+
+class ReturnNormalisation(NamedTuple):
+    """XQC's reward normalisation: rewards divided by sqrt(Var(G)) + 1e-8, G the running discounted return
+    G <- r + gamma G over the stream of transitions, reset to 0 after an episode's last step; no mean is
+    subtracted, so a reward's sign is kept. `resolve` starts the moments from the demonstrations' reward stream
+    (what SARSA pretraining regresses on, so the pretrained critic is in the same units); the loop feeds every
+    env step's reward under the current reward network to `observe`. Book: eq-ch6-norm."""
+
+    gamma: float
+    initial: ReturnStats = ReturnStats()
+
+    active = True
+
+    def observe(self, stats: ReturnStats, reward: float, last: bool) -> ReturnStats:
+        """One step of the stream: G's new value enters the moments (Welford), then G resets if the episode ended.
+        Book: eq-ch6-norm."""
+        g = float(reward) + self.gamma * stats.g
+        count = stats.count + 1.0
+        delta = g - stats.mean
+        mean = stats.mean + delta / count
+        m2 = stats.m2 + delta * (g - mean)
+        return ReturnStats(count, mean, m2, 0.0 if last else g)
+
+    def resolve(self, rewards, last) -> "ReturnNormalisation":
+        """The moments of the demonstrations' return stream (rewards and episode ends in stream order)."""
+        stats = ReturnStats()
+        for r, end in zip(np.asarray(rewards, np.float64), np.asarray(last, bool)):
+            stats = self.observe(stats, r, bool(end))
+        return self._replace(initial=stats)
+
+    def setup(self) -> dict:
+        return {"initial": list(self.initial)}
+
+    def with_setup(self, values: dict) -> "ReturnNormalisation":
+        return self._replace(initial=ReturnStats(*values["initial"])) if values else self
+
+    def start(self) -> ReturnStats:
+        return self.initial
+
+    def scale(self, stats: ReturnStats) -> float:
+        """1 / (sqrt(Var(G)) + 1e-8): what the critic's rewards are multiplied by (1 before any data)."""
+        if stats.count < 2:
+            return 1.0
+        return 1.0 / (math.sqrt(stats.m2 / stats.count) + 1e-8)
+
+
+Normaliser = Union[NoNormalisation, ReturnNormalisation]

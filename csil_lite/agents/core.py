@@ -23,10 +23,11 @@ from typing import Callable, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from csil_lite import obs as obs_lib
-from csil_lite.agents.components import KLEstimator, Prior, RefinementSchedule, RewardSource
+from csil_lite.agents.components import KLEstimator, Normaliser, Prior, RefinementSchedule, RewardSource
 from csil_lite.agents.critic import Critic
 from csil_lite.agents.state import AgentState, TrainState
 from csil_lite.config import AgentConfig
@@ -49,6 +50,7 @@ class Agent(NamedTuple):
     kl: KLEstimator
     reward: RewardSource
     refinement: RefinementSchedule
+    normaliser: Normaliser
     policy_optim: optax.GradientTransformation
     critic_optim: optax.GradientTransformation
     reward_optim: optax.GradientTransformation
@@ -56,20 +58,24 @@ class Agent(NamedTuple):
 
     def resolve(self, bc_params, demos: Transitions, key: jax.Array) -> tuple["Agent", jax.Array]:
         """The agent with its components' setup resolved from the BC policy and the demonstrations, and the
-        demonstrations' rewards under the resolved reward (what SARSA pretraining regresses on)."""
+        demonstrations' rewards under the resolved reward, in the critic's units (times the normaliser's starting
+        scale): what SARSA pretraining regresses on and the categorical support is placed from."""
         demos = jax.tree.map(jnp.asarray, demos)
         reward = self.reward.resolve(bc_params, demos)
         demo_rewards = reward.of_batch(bc_params, demos)
+        normaliser = self.normaliser.resolve(np.asarray(demo_rewards), np.asarray(demos.last))
+        demo_rewards = demo_rewards * normaliser.scale(normaliser.start())
         critic = self.critic.resolve(reward, bc_params, demos, demo_rewards, self.config.gamma, key)
-        return self._replace(reward=reward, critic=critic), demo_rewards
+        return self._replace(reward=reward, critic=critic, normaliser=normaliser), demo_rewards
 
     def setup(self) -> dict:
         """What `resolve` computed, as plain data (a run stores it; `with_setup` restores it without the data)."""
-        return {"reward": self.reward.setup(), "critic": self.critic.setup()}
+        return {"reward": self.reward.setup(), "critic": self.critic.setup(), "normaliser": self.normaliser.setup()}
 
     def with_setup(self, values: dict) -> "Agent":
         return self._replace(reward=self.reward.with_setup(values["reward"]),
-                             critic=self.critic.with_setup(values["critic"]))
+                             critic=self.critic.with_setup(values["critic"]),
+                             normaliser=self.normaliser.with_setup(values.get("normaliser", {})))
 
 
 def init_state(agent: Agent, bc_params: dict, critic_params: dict, actor_params: dict | None = None) -> AgentState:
@@ -84,6 +90,7 @@ def init_state(agent: Agent, bc_params: dict, critic_params: dict, actor_params:
         reward=TrainState.create(reward_vars, agent.reward_optim),
         prior=jax.tree.map(jnp.array, bc_params),
         step=jnp.zeros((), jnp.int32),
+        return_scale=jnp.asarray(agent.normaliser.scale(agent.normaliser.start()), jnp.float32),
     )
 
 
@@ -167,6 +174,7 @@ def critic_step(agent: Agent, state: AgentState, batch: Transitions, key: jax.Ar
     Book: eq-ch6-wn.
     """
     r, reward, r_metrics = agent.refinement.in_critic_step(agent.reward, state.reward, batch)
+    r = r * state.return_scale  # 1 unless the rewards are normalised (eq-ch6-norm)
     (_, (metrics, batch_stats)), grads = jax.value_and_grad(
         lambda p: critic_objective(agent, p, state, batch, key, r, latents),
         has_aux=True)(state.critic.params)
@@ -217,6 +225,8 @@ def update(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, 
 
     state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:], latents))
     critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
+    if agent.normaliser.active:  # a component's static property: which metrics exist, not what is computed
+        critic_metrics["return_scale"] = state.return_scale
     last = jax.tree.map(lambda x: x[-1], batch)
     reward, r_metrics = agent.refinement.after_critic_steps(agent.reward, state.reward, last)
     state, critic_metrics = state._replace(reward=reward), {**critic_metrics, **r_metrics}

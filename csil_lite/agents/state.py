@@ -75,6 +75,8 @@ class AgentState(NamedTuple):
     `reward` is the refinable copy of the BC policy that defines the coherent reward; its params are `{}` when
     the reward comes from the environment. `prior` holds the frozen BC params (the reference of the KL when the
     prior is the BC policy, and what `prepare(bc_from=...)` reuses). `step` counts actor updates.
+    `return_scale` multiplies the critic's rewards (1 unless the rewards are normalised: the loop sets it from
+    the agent's `ReturnNormalisation` at every env step).
     """
 
     actor: TrainState
@@ -82,3 +84,4 @@ class AgentState(NamedTuple):
     reward: TrainState
     prior: Params
     step: jax.Array
+    return_scale: jax.Array = 1.0

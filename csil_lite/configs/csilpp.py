@@ -11,6 +11,14 @@ Components: CSIL's (prior 'bc', coherent reward refined online, SARSA-pretrained
 - twin critics (the target from the lower one), 4 critic steps per actor step (UTD 4), and the exact KL of the
   latent Gaussians to the BC prior in place of the single-sample estimate.
 
+Options, off by default until a pre-registered comparison says otherwise (chapter 6's table of departures):
+XQC's return normalisation (`agent.return_norm="running_std"`, with `nets.critic_v_min=-8.0`), the reward
+refined once per update (`agent.refine_every="update"`), XQC's critic learning rate 3e-4 -> 3e-5 without decay
+(`agent.critic_lr_final`, `agent.critic_weight_decay=0`), LayerNorm in the policy trunk
+(`nets.policy_layer_norm`). Their cost at robot dimensions: `benchmarks/learner_throughput.py --options`
+(measured on a loaded 2-core CPU, critic steps/s relative to this preset: refinement once per update 1.13x,
+the others 0.99-1.01x).
+
 Budget 'paper' is Table II: batch 128, replay 250k, warm-up 10k, KL coefficient 0.3, 50k BC steps, 20k critic
 (SARSA) steps, 510k env steps, 200 demonstrations (`base.paper`).
 
