@@ -23,7 +23,14 @@ def script():
     return module
 
 
-@pytest.mark.parametrize("setting", ["toy", "can"])
+STORED_SETTINGS = sorted(d.name for d in STORED.iterdir() if d.is_dir())
+
+
+def test_the_chapters_settings_are_stored():
+    assert "toy" in STORED_SETTINGS and set(STORED_SETTINGS) <= set(script().SETTINGS), STORED_SETTINGS
+
+
+@pytest.mark.parametrize("setting", STORED_SETTINGS)
 def test_stored_runs_are_the_scripts(setting):
     s = script()
     spec = s.SETTINGS[setting]
