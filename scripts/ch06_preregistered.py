@@ -152,6 +152,7 @@ def pilot(task: str, work: Path, out: Path) -> None:
     from csil_lite.configs import preset
     from csil_lite.loop import read_metrics, train
 
+    work.mkdir(parents=True, exist_ok=True)
     demos_path = write_demos(task, work)
     bc = preset("preview", algo="bc", task=task, demos_path=demos_path, num_demos=DEMOS, env_steps=EVAL_EVERY,
                 eval_every=EVAL_EVERY, eval_episodes=PILOT_BC_EPISODES, learning_starts=LEARNING_STARTS)
