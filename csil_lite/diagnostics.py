@@ -126,3 +126,156 @@ def uncertainty_diagnostic(
         at_ceiling_on=float(np.mean(on >= (1.0 - CEILING_TOL) * ceiling)),
         off_description=off_description,
     )
+
+
+# --- When uncertainty collapses (chapter 10) --------------------------------------------------------------------
+# The seed thesis (sec. 6.3) found HetStat's action entropy at online states indistinguishable from that at expert
+# states once its input is a high-dimensional embedding. The functions below measure that gap, locate where in the
+# network the geometry is lost, and implement the remedy chapter 10 tests (whitening by the nuisance covariance).
+
+
+class EntropyGap(NamedTuple):
+    gap: float  # mean sum_d log std_d at online states minus at expert states (nats): the latent entropy gap
+    log_std_on: np.ndarray  # [d_a] mean log std per action dimension over the expert states
+    log_std_off: np.ndarray  # [d_a] the same over the online states
+    entropy_on: float  # mean latent Gaussian entropy at the expert states (nats)
+    entropy_off: float  # the same at the online states
+
+    def summary(self) -> str:
+        return (f"latent entropy at expert states {self.entropy_on:.2f} nats, at online states "
+                f"{self.entropy_off:.2f} nats: gap {self.gap:+.2f} nats")
+
+
+def gaussian_entropy(std: np.ndarray) -> np.ndarray:
+    """Entropy of a diagonal Gaussian with these stds ([..., d]): sum_d log std_d + d/2 log(2 pi e) (eq-ch10-gap)."""
+    std = np.asarray(std, np.float64)
+    return np.sum(np.log(std), axis=-1) + 0.5 * std.shape[-1] * np.log(2.0 * np.pi * np.e)
+
+
+def entropy_gap(policy, params, expert_obs, online_obs) -> EntropyGap:
+    """The thesis's collapse statistic (eq-ch10-gap): mean latent entropy at online minus at expert states.
+
+    The latent Gaussian's entropy is sum_d log std_d plus a constant, so the gap is the difference of the mean
+    log-std sums; it is the pre-tanh entropy gap (the tanh's log-Jacobian depends on the mean, not on the std's
+    contrast). `policy.apply(params, obs)` must return the latent `(mean, std)`; `online_obs` are off-demonstration
+    states, e.g. the BC policy's own stochastic rollouts (`probes.rollout_states`) or displaced states.
+    """
+    on, off = _stds(policy, params, expert_obs), _stds(policy, params, online_obs)
+    h_on, h_off = gaussian_entropy(on), gaussian_entropy(off)
+    return EntropyGap(gap=float(h_off.mean() - h_on.mean()), log_std_on=np.log(on).mean(axis=0),
+                      log_std_off=np.log(off).mean(axis=0), entropy_on=float(h_on.mean()),
+                      entropy_off=float(h_off.mean()))
+
+
+def _nearest_distances(query: np.ndarray, reference: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Euclidean distance from every row of `query` to its nearest row of `reference` (chunked, float64)."""
+    ref = np.asarray(reference, np.float64)
+    ref_sq = np.sum(ref * ref, axis=1)
+    out = []
+    for lo in range(0, len(query), chunk):
+        q = np.asarray(query[lo:lo + chunk], np.float64)
+        d2 = np.sum(q * q, axis=1)[:, None] + ref_sq[None, :] - 2.0 * q @ ref.T
+        out.append(np.sqrt(np.maximum(d2.min(axis=1), 0.0)))
+    return np.concatenate(out)
+
+
+def nearest_neighbour_ratio(demo: np.ndarray, off: np.ndarray, *, holdout: float = 0.2, seed: int = 0) -> float:
+    """How much farther off-demonstration points are from the demonstrations than demonstrations are (eq-ch10-nn).
+
+    The demonstrations' rows are split at random into a reference set and a held-out `holdout` share; the ratio is
+    the mean distance from the rows of `off` to their nearest reference row over the same for the held-out rows.
+    About 1 when `off` is drawn like the demonstrations (off-data states are indistinguishable by distance at this
+    stage of the network), well above 1 when they are displaced. Apply it to the raw input, the trunk's bottleneck
+    and the stationary features (`stage_outputs`) to see where the contrast is lost.
+    """
+    demo, off = np.asarray(demo).reshape(len(demo), -1), np.asarray(off).reshape(len(off), -1)
+    if demo.shape[1] != off.shape[1]:
+        raise ValueError(f"nearest_neighbour_ratio: demo rows have {demo.shape[1]} dims, off rows {off.shape[1]}")
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"nearest_neighbour_ratio: holdout must lie in (0, 1), got {holdout}")
+    n_held = int(round(holdout * len(demo)))
+    if n_held < 1 or n_held >= len(demo) or len(off) < 1:
+        raise ValueError(f"nearest_neighbour_ratio: {len(demo)} demo rows leave no held-out or no reference rows "
+                         f"at holdout {holdout}, or no off rows ({len(off)})")
+    perm = np.random.default_rng(seed).permutation(len(demo))
+    held, ref = demo[perm[:n_held]], demo[perm[n_held:]]
+    return float(_nearest_distances(off, ref).mean() / _nearest_distances(held, ref).mean())
+
+
+def stage_outputs(policy, params, obs) -> dict[str, np.ndarray]:
+    """A HetStat policy's input (after its encoder, if any), trunk bottleneck h and stationary features phi."""
+    def run(module, o):
+        x = module.encoder(o) if module.encoder is not None else o
+        return x, module.trunk(x), module.stationary_features(x)
+
+    x, h, phi = policy.apply(params, obs, method=run)
+    return {"input": np.asarray(x), "bottleneck": np.asarray(h), "features": np.asarray(phi)}
+
+
+def variance_spectrum(x: np.ndarray) -> np.ndarray:
+    """Eigenvalues of the rows' covariance, largest first (an embedding's per-direction variance)."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"variance_spectrum: expected [N >= 2, d], got shape {x.shape}")
+    return np.clip(np.linalg.eigvalsh(np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1]))[::-1], 0.0, None)
+
+
+def participation_ratio(eigenvalues: np.ndarray) -> float:
+    """(sum lambda)^2 / sum lambda^2: the number of directions the variance is effectively spread over."""
+    lam = np.asarray(eigenvalues, np.float64)
+    return float(lam.sum() ** 2 / np.sum(lam * lam))
+
+
+def within_state_covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The nuisance covariance from two embeddings of the same states with independent nuisance (eq-ch10-within).
+
+    Row i of `a` and of `b` embed the same state (e.g. the same frame re-embedded with another flow-noise draw).
+    If x = f(s) + n with n independent of s and drawn afresh each time, a - b = n - n' has covariance 2 Sigma_n,
+    whatever f does to the state.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 2 or len(a) < 2:
+        raise ValueError(f"within_state_covariance: expected two [N >= 2, d] arrays of one shape, got {a.shape}, "
+                         f"{b.shape}")
+    d = a - b
+    d = d - d.mean(axis=0)
+    return d.T @ d / (2.0 * (len(d) - 1))
+
+
+class LinearTransform(NamedTuple):
+    """x -> x @ matrix: a remedy applied to embeddings before the policy sees them (demonstrations and online)."""
+    matrix: np.ndarray  # [d, d]
+    description: str
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) @ self.matrix).astype(np.float32)
+
+
+def whitening(covariance: np.ndarray, *, floor: float = 1e-3) -> LinearTransform:
+    """The symmetric inverse square root of `covariance` (eq-ch10-whiten): nuisance directions get unit variance.
+
+    Eigenvalues below `floor` times the mean eigenvalue are raised to it, so directions the nuisance does not
+    move (where the task's signal may live) are scaled up by at most 1/sqrt(floor * mean), not divided by zero.
+    An identity covariance gives the identity: the remedy is a no-op when the nuisance is already white.
+    """
+    cov = _symmetric(covariance, "whitening")
+    lam, u = np.linalg.eigh(cov)
+    lam = np.maximum(lam, floor * max(lam.mean(), np.finfo(np.float64).tiny))
+    return LinearTransform(u @ np.diag(lam ** -0.5) @ u.T, f"whitening by the nuisance covariance (floor {floor:g})")
+
+
+def project_out(covariance: np.ndarray, k: int) -> LinearTransform:
+    """Removes the `k` largest-variance directions of `covariance` (the top nuisance directions); k=0: identity."""
+    cov = _symmetric(covariance, "project_out")
+    if not 0 <= k < len(cov):
+        raise ValueError(f"project_out: k must lie in [0, {len(cov)}), got {k}")
+    _, u = np.linalg.eigh(cov)
+    top = u[:, len(cov) - k:]
+    return LinearTransform(np.eye(len(cov)) - top @ top.T, f"top {k} nuisance directions projected out")
+
+
+def _symmetric(covariance, name: str) -> np.ndarray:
+    cov = np.asarray(covariance, np.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.allclose(cov, cov.T, atol=1e-8 * np.abs(cov).max()):
+        raise ValueError(f"{name}: expected a symmetric [d, d] covariance, got shape {cov.shape}")
+    return cov

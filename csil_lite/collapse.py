@@ -1,0 +1,97 @@
+"""Chapter 10's experiment: does HetStat still know where its demonstrations were when it sees an embedding?
+
+The task (`strip_task`) is the research note's: a 2-D state s = (u, v); the demonstrator acts on a strip
+(v ~ N(0, 0.05^2)) and online states lie off it (|v| in [0.4, 0.9]); the expert's action is 0.9 tanh(s M). The
+policy is cloned from the demonstrations with the library's BC (`pretrain.train_bc`, faithful loss), seeing
+either the state itself or a `SyntheticEmbedding` of it (optionally with the state appended as an oracle, and
+optionally through a remedy fitted on re-embeddings of the demonstrated states). `gap_run` returns the entropy
+gap between online and expert states (`diagnostics.entropy_gap`) and the nearest-neighbour ratio at the input,
+the bottleneck and the stationary features (`diagnostics.nearest_neighbour_ratio`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+from csil_lite import diagnostics as dg
+from csil_lite.embeddings import synthetic_embedding, with_oracle
+
+Remedy = Literal["none", "whiten", "project", "demo_whiten"]
+REMEDIES = ("none", "whiten", "project", "demo_whiten")
+
+
+class StripTask(NamedTuple):
+    demo_states: np.ndarray  # [n_demo, 2]
+    demo_actions: np.ndarray  # [n_demo, 2]
+    online_states: np.ndarray  # [n_off, 2]
+
+
+def strip_task(n_demo: int = 1024, n_online: int = 512, *, seed: int = 0) -> StripTask:
+    """Demonstrations on the strip |v| ~ N(0, 0.05^2), online states at |v| in [0.4, 0.9], u ~ U(-1, 1) for both."""
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(1234).normal(size=(2, 2))  # the expert is the same for every seed
+    demo = np.stack([rng.uniform(-1, 1, n_demo), rng.normal(0.0, 0.05, n_demo)], axis=1)
+    v = rng.uniform(0.4, 0.9, n_online) * rng.choice([-1.0, 1.0], n_online)
+    online = np.stack([rng.uniform(-1, 1, n_online), v], axis=1)
+    return StripTask(demo.astype(np.float32), (0.9 * np.tanh(demo @ mix)).astype(np.float32),
+                     online.astype(np.float32))
+
+
+class GapResult(NamedTuple):
+    gap: float  # latent entropy gap, online minus expert (nats)
+    nn_input: float  # nearest-neighbour ratio off/on at the policy's input
+    nn_bottleneck: float  # ... at the trunk's bottleneck h
+    nn_features: float  # ... at the stationary features phi
+    mse: float  # the BC fit's mean squared action error on the demonstrations
+
+
+def fit_remedy(remedy: Remedy, embed, states: np.ndarray, *, seed: int, project_k: int = 0) -> dg.LinearTransform:
+    """The remedy's linear map, estimated from two re-embeddings of `states` (nuisance seeds seed, seed + 1).
+
+    whiten: by the within-state (nuisance) covariance; project: the top `project_k` nuisance directions removed
+    (default: as many as the nuisance has coordinates); demo_whiten: by the demonstrations' total covariance (a
+    control: it whitens the signal along with the nuisance); none: the identity.
+    """
+    a, b = embed(states, seed), embed(states, seed + 1)
+    if remedy == "none":
+        return dg.LinearTransform(np.eye(a.shape[1]), "none")
+    if remedy == "demo_whiten":
+        return dg.whitening(np.cov(np.asarray(a, np.float64), rowvar=False))
+    sigma = dg.within_state_covariance(a, b)
+    if remedy == "whiten":
+        return dg.whitening(sigma)
+    if remedy == "project":
+        return dg.project_out(sigma, project_k or int(np.sum(np.diag(sigma) > 1e-9)))
+    raise ValueError(f"unknown remedy {remedy!r}; expected one of {REMEDIES}")
+
+
+def gap_run(dim: int | None, *, seed: int = 0, oracle_scale: float | None = None, remedy: Remedy = "none",
+            signal_dims: int = 8, nuisance_latent: int = 32, steps: int = 1000, hidden=(128, 128),
+            n_demo: int = 1024) -> GapResult:
+    """BC on the strip task from the state (`dim=None`) or a `dim`-dimensional embedding; the gap and NN ratios."""
+    from csil_lite.nets import HetStatPolicy
+    from csil_lite.pretrain import train_bc
+
+    task = strip_task(n_demo, seed=seed)
+    if dim is None:
+        if remedy != "none" or oracle_scale is not None:
+            raise ValueError("gap_run: a remedy or an oracle needs an embedding (dim)")
+        x_demo, x_online = task.demo_states, task.online_states
+    else:
+        embed = synthetic_embedding(2, dim, signal_dims=signal_dims, nuisance_latent=nuisance_latent, seed=seed)
+        transform = fit_remedy(remedy, embed, task.demo_states, seed=10_000 + seed)
+        x_demo = transform(embed(task.demo_states, seed=20_000 + seed))
+        x_online = transform(embed(task.online_states, seed=30_000 + seed))
+        if oracle_scale is not None:
+            x_demo = with_oracle(x_demo, task.demo_states, oracle_scale)
+            x_online = with_oracle(x_online, task.online_states, oracle_scale)
+    policy = HetStatPolicy(2, hidden=tuple(hidden), bottleneck=12, features=128)
+    fit = train_bc(policy, x_demo, task.demo_actions, steps=steps, seed=seed, progress=False)
+    gap = dg.entropy_gap(policy, fit.params, x_demo, x_online).gap
+    on, off = dg.stage_outputs(policy, fit.params, x_demo), dg.stage_outputs(policy, fit.params, x_online)
+    nn = {k: dg.nearest_neighbour_ratio(on[k], off[k], seed=seed) for k in on}
+    mean, _ = policy.apply(fit.params, x_demo)
+    mse = float(np.mean((np.tanh(np.asarray(mean)) - task.demo_actions) ** 2))
+    return GapResult(gap, nn["input"], nn["bottleneck"], nn["features"], mse)
