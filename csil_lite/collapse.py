@@ -69,8 +69,12 @@ def fit_remedy(remedy: Remedy, embed, states: np.ndarray, *, seed: int, project_
 
 def gap_run(dim: int | None, *, seed: int = 0, oracle_scale: float | None = None, remedy: Remedy = "none",
             signal_dims: int = 8, nuisance_latent: int = 32, steps: int = 1000, hidden=(128, 128),
-            n_demo: int = 1024) -> GapResult:
-    """BC on the strip task from the state (`dim=None`) or a `dim`-dimensional embedding; the gap and NN ratios."""
+            n_demo: int = 1024, input_scale: float = 1.0) -> GapResult:
+    """BC on the strip task from the state (`dim=None`) or a `dim`-dimensional embedding; the gap and NN ratios.
+
+    `input_scale` multiplies whatever the policy sees (a control for the input's scale against the HetStat
+    kernel's initial length-scale, which the trunk must learn to bridge).
+    """
     from csil_lite.nets import HetStatPolicy
     from csil_lite.pretrain import train_bc
 
@@ -87,6 +91,7 @@ def gap_run(dim: int | None, *, seed: int = 0, oracle_scale: float | None = None
         if oracle_scale is not None:
             x_demo = with_oracle(x_demo, task.demo_states, oracle_scale)
             x_online = with_oracle(x_online, task.online_states, oracle_scale)
+    x_demo, x_online = np.float32(input_scale) * x_demo, np.float32(input_scale) * x_online
     policy = HetStatPolicy(2, hidden=tuple(hidden), bottleneck=12, features=128)
     fit = train_bc(policy, x_demo, task.demo_actions, steps=steps, seed=seed, progress=False)
     gap = dg.entropy_gap(policy, fit.params, x_demo, x_online).gap
@@ -95,3 +100,18 @@ def gap_run(dim: int | None, *, seed: int = 0, oracle_scale: float | None = None
     mean, _ = policy.apply(fit.params, x_demo)
     mse = float(np.mean((np.tanh(np.asarray(mean)) - task.demo_actions) ** 2))
     return GapResult(gap, nn["input"], nn["bottleneck"], nn["features"], mse)
+
+
+def gap_grid(configs: dict[str, dict], seeds, *, progress: bool = True, **common) -> dict[str, list[GapResult]]:
+    """`gap_run(**common, **config, seed=s)` for every named config and seed, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    seeds = list(seeds)
+    out: dict[str, list[GapResult]] = {}
+    with tqdm(total=len(configs) * len(seeds), desc="gap runs", disable=not progress) as bar:
+        for name, config in configs.items():
+            out[name] = []
+            for seed in seeds:
+                out[name].append(gap_run(**{**common, **config}, seed=seed))
+                bar.update()
+    return out
