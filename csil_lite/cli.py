@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("csil_lite.plotting", "plot the metrics of one or more run directories"),
     "demos": ("csil_lite.data.generate", "generate or inspect demonstration datasets (robomimic HDF5)"),
     "report": ("csil_lite.report", "the paper's protocol table (median [25, 75]) of finished runs"),
+    "sweep": ("csil_lite.sweep", "a grid of runs (algos x tasks x seeds) on Ray, or a local process pool"),
 }
 register_base_commands(COMMANDS)  # serve, lbm, evaluate, demos export-lerobot ("module:function" entries)
 USER_ERROR_STATUS = 2

@@ -1,0 +1,241 @@
+"""`csil-lite sweep`: a grid of ordinary `train` runs, dispatched on Ray or in a local process pool.
+
+    csil-lite sweep --algos csil bc --tasks pointmass-reach --seeds 0 1 --preset preview \
+        [--set FIELD=JSON ...] --out DIR [--local] [--workers 2] [--cpus 1] [--gpus 0]
+    csil-lite sweep FILE.toml --out DIR
+
+A sweep file holds the same fields (flags given as well override it):
+
+    [sweep]
+    algos = ["csil", "bc"]
+    tasks = ["pointmass-reach"]
+    seeds = [0, 1]
+    preset = "preview"
+
+    [set]                 # overrides for every run: RunConfig fields, agent.FIELD, nets.FIELD, base.FIELD
+    env_steps = 2000
+    "agent.beta" = 0.1
+
+    [resources]           # what Ray reserves per run
+    cpus = 1
+    gpus = 0
+
+Every run is `loop.train(config, OUT/<algo>_<task>_<seed>)`, so a sweep is resumable exactly as a run is: a run
+whose `summary.json` exists is skipped, an interrupted one resumes from its checkpoint. Ray (`pip install
+csil-lite[sweep]`) starts a local cluster of `--workers` CPUs, or joins the cluster at `RAY_ADDRESS` when that is
+set; `--local` runs the same grid in a process pool without Ray. A failing run is reported (and its error written
+to `sweep_error.txt` in its directory) without stopping the others; the command exits 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from csil_lite.errors import ArgumentParser, UserError, check_output_path, int_at_least
+
+SWEEP_KEYS = {"algos", "tasks", "seeds", "preset"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a sweep: its name (the run directory's), config (as plain data) and directory."""
+    name: str
+    config: dict
+    run_dir: str
+
+
+@dataclass
+class Outcome:
+    name: str
+    status: str  # "done" (ran now), "skipped" (finished before), "failed"
+    seconds: float = 0.0
+    error: str = ""
+    summary: dict = field(default_factory=dict)
+
+
+def grid(algos: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], *, preset_name: str = "preview",
+         overrides: dict[str, Any] | None = None) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
+    """(name, RunConfig) for every algo x task x seed, each the preset with the shared overrides."""
+    from csil_lite.configs import preset
+    from csil_lite.train import GROUPS
+
+    overrides = overrides or {}
+    out = []
+    for algo in algos:
+        for task in tasks:
+            for seed in seeds:
+                over = {k: (dict(v) if k in GROUPS else v) for k, v in overrides.items()}
+                try:
+                    cfg = preset(preset_name, algo=algo, task=task, seed=int(seed), **over)
+                except (ValueError, TypeError) as err:
+                    raise UserError(f"sweep run {algo}_{task}_{seed}: {err}") from err
+                out.append((f"{algo}_{task}_{seed}", cfg))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise UserError(f"sweep: repeated runs in the grid ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+    if not out:
+        raise UserError("sweep: the grid is empty (no algos, tasks or seeds)")
+    return out
+
+
+def jobs_for(runs: list[tuple[str, Any]], out: str | Path) -> list[Job]:
+    return [Job(name, cfg.to_dict(), str(Path(out) / name)) for name, cfg in runs]
+
+
+def finished(job: Job) -> bool:
+    return (Path(job.run_dir) / "summary.json").exists()
+
+
+def run_job(job: Job) -> Outcome:
+    """`train` on the job's config and directory (resuming it); an exception becomes a failed outcome."""
+    from csil_lite.config import RunConfig
+    from csil_lite.loop import train
+
+    t0 = time.perf_counter()
+    try:
+        summary = train(RunConfig.from_dict(job.config), job.run_dir, progress=False)
+    except Exception as err:  # noqa: BLE001 - reported per run; the sweep goes on
+        msg = f"{type(err).__name__}: {err}"
+        Path(job.run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(job.run_dir) / "sweep_error.txt").write_text(msg + "\n")
+        return Outcome(job.name, "failed", time.perf_counter() - t0, error=msg)
+    keep = ("env_steps", "updates", "completed", "initial_success_rate", "final_success_rate")
+    return Outcome(job.name, "done", time.perf_counter() - t0, summary={k: summary.get(k) for k in keep})
+
+
+def _local(jobs: list[Job], workers: int, report: Callable[[Outcome], None]) -> None:
+    # spawn, not fork: a forked child of a process that has run JAX can deadlock
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(run_job, j) for j in jobs]):
+            report(fut.result())
+
+
+def _ray(jobs: list[Job], workers: int, cpus: float, gpus: float, report: Callable[[Outcome], None]) -> None:
+    try:
+        import ray
+    except ImportError as err:
+        raise UserError("sweep: Ray is not installed; `pip install csil-lite[sweep]`, or pass --local") from err
+    address = os.environ.get("RAY_ADDRESS")
+    started = not ray.is_initialized()
+    if started:
+        kwargs = dict(address=address) if address else dict(num_cpus=workers, num_gpus=0 if not gpus else None)
+        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_job)
+        pending = {remote.remote(j): j for j in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(done[0])
+            try:
+                report(ray.get(done[0]))
+            except Exception as err:  # noqa: BLE001 - the worker died (killed, out of memory)
+                report(Outcome(job.name, "failed", error=f"{type(err).__name__}: {err}"))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_sweep(jobs: list[Job], *, backend: str = "ray", workers: int = 2, cpus: float = 1.0, gpus: float = 0.0,
+              progress: bool = True) -> list[Outcome]:
+    """Every unfinished job on `backend` ("ray" or "local"); finished ones are skipped. Returns one outcome each."""
+    from tqdm.auto import tqdm
+
+    if backend not in ("ray", "local"):
+        raise UserError(f"sweep: unknown backend {backend!r}; expected 'ray' or 'local'")
+    outcomes = [Outcome(j.name, "skipped") for j in jobs if finished(j)]
+    todo = [j for j in jobs if not finished(j)]
+    bar = tqdm(total=len(jobs), initial=len(outcomes), desc="sweep runs", disable=not progress)
+
+    def report(o: Outcome) -> None:
+        outcomes.append(o)
+        bar.update()
+        failed = sum(x.status == "failed" for x in outcomes)
+        bar.set_postfix(running=len(jobs) - len(outcomes), failed=failed)
+        line = (f"{o.name}: {o.status} in {o.seconds:.0f} s" + (f" ({o.error})" if o.error else "")
+                + (f", success {o.summary['initial_success_rate']:.2f} -> {o.summary['final_success_rate']:.2f}"
+                   if o.summary.get("final_success_rate") is not None else ""))
+        bar.write(line)
+
+    try:
+        if todo:
+            (_ray(todo, workers, cpus, gpus, report) if backend == "ray" else _local(todo, workers, report))
+    finally:
+        bar.close()
+    order = {j.name: i for i, j in enumerate(jobs)}
+    return sorted(outcomes, key=lambda o: order[o.name])
+
+
+def read_sweep_file(path: str | Path) -> dict[str, Any]:
+    """The sweep file's [sweep], [set] and [resources] tables, checked for unknown keys."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"sweep file {str(p)!r} does not exist")
+    try:
+        spec = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"sweep file {str(p)!r}: {err}") from err
+    unknown = set(spec) - {"sweep", "set", "resources"}
+    if unknown:
+        raise UserError(f"sweep file {str(p)!r}: unknown tables {sorted(unknown)}; expected [sweep], [set], "
+                        "[resources]")
+    bad = set(spec.get("sweep", {})) - SWEEP_KEYS
+    if bad:
+        raise UserError(f"sweep file {str(p)!r}: unknown [sweep] keys {sorted(bad)}; expected {sorted(SWEEP_KEYS)}")
+    bad = set(spec.get("resources", {})) - {"cpus", "gpus"}
+    if bad:
+        raise UserError(f"sweep file {str(p)!r}: unknown [resources] keys {sorted(bad)}; expected cpus, gpus")
+    return spec
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="csil-lite sweep", description=__doc__.split("\n")[0])
+    p.add_argument("file", nargs="?", default=None, help="a sweep file (TOML); flags given as well override it")
+    p.add_argument("--algos", nargs="+", default=None)
+    p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument("--seeds", nargs="+", type=int_at_least(0), default=None)
+    p.add_argument("--preset", default=None, help="budget of every run: preview, reference or paper")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                   help="override a config field of every run (as `csil-lite train --set`)")
+    p.add_argument("--out", required=True, help="the sweep's directory: one run directory per run")
+    p.add_argument("--local", action="store_true", help="a local process pool instead of Ray")
+    p.add_argument("--workers", type=int_at_least(1), default=2, help="parallel runs (a local Ray's CPUs)")
+    p.add_argument("--cpus", type=float, default=None, help="CPUs Ray reserves per run (default 1)")
+    p.add_argument("--gpus", type=float, default=None, help="GPUs (or a fraction) Ray reserves per run")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and what is finished; run nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from csil_lite.train import parse_overrides
+
+    args = build_parser().parse_args(argv)
+    spec = read_sweep_file(args.file) if args.file else {}
+    sw, res = spec.get("sweep", {}), spec.get("resources", {})
+    algos, tasks, seeds = args.algos or sw.get("algos"), args.tasks or sw.get("tasks"), args.seeds or sw.get("seeds")
+    missing = [n for n, v in (("algos", algos), ("tasks", tasks), ("seeds", seeds)) if not v]
+    if missing:
+        raise UserError(f"sweep: no {', '.join(missing)}; pass --{' --'.join(missing)} or a sweep file with them")
+    items = [f"{k}={json.dumps(v)}" for k, v in spec.get("set", {}).items()] + args.set
+    overrides, _ = parse_overrides(items)
+    check_output_path("--out", args.out, directory=True)
+    runs = grid(algos, tasks, seeds, preset_name=args.preset or sw.get("preset", "preview"), overrides=overrides)
+    jobs = jobs_for(runs, args.out)
+    if args.dry_run:
+        for j in jobs:
+            print(f"{j.name}: {'finished' if finished(j) else 'to run'}")
+        return 0
+    outcomes = run_sweep(jobs, backend="local" if args.local else "ray", workers=args.workers,
+                         cpus=args.cpus if args.cpus is not None else res.get("cpus", 1.0),
+                         gpus=args.gpus if args.gpus is not None else res.get("gpus", 0.0))
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    print(f"sweep {args.out}: {counts['done']} ran, {counts['skipped']} already finished, {counts['failed']} failed")
+    return 1 if counts["failed"] else 0

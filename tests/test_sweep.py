@@ -1,0 +1,117 @@
+"""csil-lite sweep: the grid, resumption, per-run failures, and runs on Ray (started by the sweep, and a two-node
+cluster joined through RAY_ADDRESS) giving the same metrics as the same runs made one by one with `train`."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from csil_lite.errors import UserError
+from csil_lite.loop import read_metrics, train
+from csil_lite.sweep import Job, grid, jobs_for, main, read_sweep_file, run_sweep
+
+TINY = {"num_demos": 3, "bc_steps": 50, "critic_pretrain_steps": 20, "env_steps": 300, "learning_starts": 64,
+        "eval_every": 100, "eval_episodes": 2, "replay_capacity": 1000,
+        "agent": {"n_demo": 32, "n_online": 32}, "nets": {"policy_hidden": (16,), "features": 16, "critic_hidden": (16,)}}
+TASK = "pointmass-reach"
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def one_by_one(tmp_path_factory):
+    """The reference: every run of the 2 x 2 grid made directly with `train`."""
+    root = tmp_path_factory.mktemp("one_by_one")
+    runs = grid(["csil", "bc"], [TASK], [0, 1], overrides=TINY)
+    for name, cfg in runs:
+        train(cfg, root / name, progress=False)
+    return {name: _strip(read_metrics(root / name)) for name, _ in runs}
+
+
+def test_grid_names_and_overrides():
+    runs = grid(["csil", "bc"], [TASK], [0, 1, 2], overrides={**TINY, "env_steps": 123})
+    assert [n for n, _ in runs] == [f"{a}_{TASK}_{s}" for a in ("csil", "bc") for s in (0, 1, 2)]
+    assert {cfg.env_steps for _, cfg in runs} == {123} and {cfg.seed for _, cfg in runs} == {0, 1, 2}
+    assert runs[0][1].nets.features == 16
+    with pytest.raises(UserError, match="empty"):
+        grid([], [TASK], [0])
+    with pytest.raises(UserError, match="csil_pointmass-reach_0"):
+        grid(["csil"], [TASK], [0], overrides={"env_steps": -5})
+
+
+def test_sweep_file_is_checked(tmp_path):
+    good = tmp_path / "s.toml"
+    good.write_text('[sweep]\nalgos = ["bc"]\ntasks = ["pointmass-reach"]\nseeds = [0]\n[set]\nenv_steps = 200\n'
+                    '"agent.beta" = 0.5\n[resources]\ncpus = 1\n')
+    spec = read_sweep_file(good)
+    assert spec["set"] == {"env_steps": 200, "agent.beta": 0.5}
+    bad = tmp_path / "b.toml"
+    bad.write_text('[sweep]\nalgo = ["bc"]\n')
+    with pytest.raises(UserError, match="unknown \\[sweep\\] keys"):
+        read_sweep_file(bad)
+    with pytest.raises(UserError, match="does not exist"):
+        read_sweep_file(tmp_path / "none.toml")
+
+
+@pytest.mark.slow
+def test_local_sweep_resumes_an_interrupted_run_and_reports_failures(tmp_path, one_by_one):
+    runs = grid(["csil"], [TASK], [0, 1], overrides=TINY)
+    jobs = jobs_for(runs, tmp_path)
+    train(runs[0][1], jobs[0].run_dir, progress=False, stop_after=150)  # interrupted midway, as a kill would
+    assert not (Path(jobs[0].run_dir) / "summary.json").exists()
+    broken = Job("broken", {**jobs[1].config, "task": "lift", "demos_path": str(tmp_path / "missing.hdf5")},
+                 str(tmp_path / "broken"))
+    outcomes = run_sweep([*jobs, broken], backend="local", workers=2, progress=False)
+    assert [o.status for o in outcomes] == ["done", "done", "failed"]
+    assert "missing.hdf5" in outcomes[2].error and (tmp_path / "broken" / "sweep_error.txt").exists()
+    for job in jobs:  # the resumed run ends exactly where the uninterrupted one did
+        assert _strip(read_metrics(job.run_dir)) == one_by_one[job.name]
+    again = run_sweep(jobs, backend="local", workers=2, progress=False)
+    assert [o.status for o in again] == ["skipped", "skipped"]
+
+
+@pytest.mark.slow
+def test_ray_sweep_equals_runs_made_one_by_one(tmp_path, one_by_one, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    sweep_file = tmp_path / "grid.toml"
+    set_lines = "\n".join(f'"{k}" = {json.dumps(v)}' for k, v in TINY.items() if not isinstance(v, dict))
+    set_lines += "\n" + "\n".join(f'"{g}.{k}" = {json.dumps(list(v) if isinstance(v, tuple) else v)}'
+                                  for g in ("agent", "nets") for k, v in TINY[g].items())
+    sweep_file.write_text(f'[sweep]\nalgos = ["csil", "bc"]\ntasks = ["{TASK}"]\nseeds = [0, 1]\n[set]\n{set_lines}\n')
+    assert main([str(sweep_file), "--out", str(tmp_path / "out"), "--workers", "2"]) == 0
+    for name, rows in one_by_one.items():
+        assert _strip(read_metrics(tmp_path / "out" / name)) == rows, name
+
+
+@pytest.mark.slow
+def test_ray_sweep_on_a_two_node_cluster_joined_through_ray_address(tmp_path, one_by_one, monkeypatch):
+    pytest.importorskip("ray")
+    ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    port = "6391"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=120)
+    try:
+        subprocess.run([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"], check=True, env=env,
+                       capture_output=True, timeout=120)
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+        import ray
+        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
+        try:
+            assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        finally:
+            ray.shutdown()
+        runs = grid(["csil", "bc"], [TASK], [0], overrides=TINY)
+        outcomes = run_sweep(jobs_for(runs, tmp_path), backend="ray", progress=False)
+        assert [o.status for o in outcomes] == ["done", "done"], outcomes
+        for name, _ in runs:
+            assert _strip(read_metrics(tmp_path / name)) == one_by_one[name], name
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
