@@ -103,6 +103,30 @@ def environment_report() -> dict[str, str]:
     return report
 
 
+def device_warning(platforms: list[str] | None = None, preview: bool | None = None,
+                   cuda_plugin: bool | None = None) -> str | None:
+    """A warning when a GPU is expected but JAX has none: a CUDA plugin is installed but JAX runs on the CPU
+    (a driver or version mismatch), or full mode (CSIL_PREVIEW=0) runs on the CPU (paper-scale runs take days
+    there). None when nothing is wrong. The arguments default to this process's JAX, mode and packages."""
+    import importlib.util
+
+    if platforms is None:
+        import jax
+        platforms = [d.platform for d in jax.devices()]
+    if preview is None:
+        preview = os.environ.get("CSIL_PREVIEW", "1") != "0"
+    if cuda_plugin is None:
+        cuda_plugin = any(importlib.util.find_spec(m) is not None for m in ("jax_cuda12_plugin", "jax_cuda13_plugin"))
+    on_gpu = any(p in ("gpu", "cuda", "rocm") for p in platforms)
+    if cuda_plugin and not on_gpu:
+        return ("a CUDA build of jax is installed but jax sees no GPU (check `nvidia-smi` and that the plugin's "
+                "CUDA version matches the driver); everything will run on the CPU")
+    if not preview and not on_gpu:
+        return ("full mode (CSIL_PREVIEW=0) on the CPU: paper-scale runs take days here; install `jax[cuda12]` on "
+                "a GPU machine, or unset CSIL_PREVIEW for the preview")
+    return None
+
+
 @contextmanager
 def timed(label: str) -> Iterator[None]:
     """Print how long a cell took; chapters report their own cost honestly."""

@@ -44,4 +44,18 @@ def preset(budget: str = "preview", algo: str = "csil", **overrides: Any) -> Run
     return with_overrides(get(algo, budget), **overrides)
 
 
-__all__ = ["ALGORITHMS", "BUDGETS", "get", "preset", "with_overrides"]
+# What `smoke` shrinks: step counts, evaluation and data, never a size (widths, features, batch, UTD, atoms,
+# replay capacity), so a smoke run builds, compiles and runs exactly the networks and updates of its preset.
+SMOKE_STEPS = dict(bc_steps=20, critic_pretrain_steps=10, env_steps=200, learning_starts=100, eval_every=100,
+                   eval_episodes=1, num_demos=3)
+
+
+def smoke(cfg: RunConfig) -> RunConfig:
+    """`cfg` with a handful of steps (`SMOKE_STEPS`; at most 2 final re-evaluations) and all its sizes: proves on a
+    CPU that a `paper` preset's path builds, compiles and runs end to end (tests/test_paper_smoke.py)."""
+    steps = dict(SMOKE_STEPS, learning_starts=max(SMOKE_STEPS["learning_starts"], cfg.agent.n_online))
+    steps["env_steps"] = max(steps["env_steps"], 2 * steps["learning_starts"])
+    return with_overrides(cfg, final_eval_repeats=min(cfg.final_eval_repeats, 2), **steps)
+
+
+__all__ = ["ALGORITHMS", "BUDGETS", "SMOKE_STEPS", "get", "preset", "smoke", "with_overrides"]
