@@ -36,13 +36,25 @@ from csil_lite.agents.critic import Critic, QuantileSupport
 from csil_lite.base.compose import BaseEdge, Ensemble, NoBase, Residual
 from csil_lite.config import AgentConfig, BaseConfig, NetworkConfig, RunConfig
 from csil_lite.nets.critic import NORMALISATIONS, LayerNormCritic, NormalisedCritic, critic_ensemble
-from csil_lite.nets.encoders import Flatten
+from csil_lite.nets.encoders import Flatten, PixelEncoder, image_keys
 from csil_lite.nets.heads import CategoricalHead, ScalarHead
 from csil_lite.nets.policy import HetStatPolicy, MLPPolicy
+
+def _pixel_encoder(per_camera: bool) -> Callable[[Any], nn.Module]:
+    def make(spec) -> nn.Module:
+        keys = image_keys(spec)
+        if not keys:
+            raise ValueError("an image encoder needs image observations (uint8 [H, W, C] leaves of a dict "
+                             f"observation); this task's observations are {spec}")
+        return PixelEncoder(image_shapes=tuple((k, spec[k].shape) for k in keys), per_camera=per_camera)
+    return make
+
 
 ENCODERS: dict[str, Callable[[Any], nn.Module]] = {
     "flatten": lambda spec: Flatten(event_ndims=tuple(len(s.shape) for s in
                                                       jax.tree.leaves(spec, is_leaf=obs_lib.is_spec))),
+    "resnet_per_camera": _pixel_encoder(per_camera=True),  # CSIL++ (Table II): ResNet + spatial softmax per camera
+    "impala_shared": _pixel_encoder(per_camera=False),  # the original CSIL: one IMPALA CNN over all cameras
 }
 POLICIES: dict[str, type[nn.Module]] = {"hetstat": HetStatPolicy, "mlp": MLPPolicy}
 PRIORS: dict[str, Callable] = {"bc": lambda policy, action_dim: BCPrior(policy),

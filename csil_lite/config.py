@@ -104,8 +104,9 @@ def _positive(obj: Any, *names: str) -> None:
 @dataclass(frozen=True)
 class NetworkConfig:
     # The encoder component: maps an observation pytree to the features the policy, critic and reward networks
-    # read. 'flatten' concatenates the keys' arrays (image encoders come later).
-    encoder: Literal["flatten"] = "flatten"
+    # read. 'flatten' concatenates the keys' arrays; 'resnet_per_camera' (CSIL++) and 'impala_shared' (the original
+    # CSIL) encode the images (`nets.encoders.PixelEncoder`) and concatenate the vectors after them.
+    encoder: Literal["flatten", "resnet_per_camera", "impala_shared"] = "flatten"
     policy: Literal["hetstat", "mlp"] = "hetstat"
     policy_hidden: tuple[int, ...] = (256, 256)
     bottleneck: int = 12

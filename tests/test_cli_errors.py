@@ -180,6 +180,15 @@ CORPUS: list[tuple[list[str], list[str]]] = [
     (["train", "--compose", "residual", "--out", "newrun"], ["--compose", "--base"]),
     (["train", "--task", "pointmass-reach", "--base", "emptydir", "--out", "newrun"], ["emptydir", "standin.json"]),
     (["evaluate", "--base", "emptydir", "--task", "pointmass-reach", "--out", "afile"], ["--out", "afile"]),
+    # --- sweep
+    (["sweep", "--algos", "csil", "--out", "sweep"], ["no tasks, seeds", "--tasks"]),
+    (["sweep", "missing.toml", "--out", "sweep"], ["missing.toml", "does not exist"]),
+    (["sweep", "--algos", "nope", "--tasks", "pointmass-reach", "--seeds", "0", "--out", "sweep"],
+     ["nope_pointmass-reach_0", "unknown algo"]),
+    (["sweep", "--algos", "csil", "--tasks", "pointmass-reach", "--seeds", "0", "--set", "agent.nope=1",
+      "--out", "sweep"], ["agent.nope", "AgentConfig"]),
+    (["sweep", "--algos", "csil", "--tasks", "pointmass-reach", "--seeds", "0", "--out", "afile"],
+     ["--out", "afile", "directory"]),
     # --- top level
     (["nope"], ["'nope'", "train, plot, demos"]),
 ]

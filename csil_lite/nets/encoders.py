@@ -32,3 +32,137 @@ class Flatten(nn.Module):
             x = x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
             parts.append(x if n == 1 else x.reshape(*lead, -1))
         return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
+
+
+# --- Image encoders (chapter 8) ---------------------------------------------------------------------------------
+# An image leaf is a uint8 array [..., H, W, C] (robosuite's camera keys); every other leaf is a vector
+# (proprioception, object state). The encoders below turn each image into a feature vector and concatenate the
+# vectors after them, in the pytree's leaf order.
+
+
+def image_keys(spec) -> tuple[str, ...]:
+    """The keys of a dict observation spec whose leaves are images: uint8 with three event axes (H, W, C)."""
+    if not isinstance(spec, dict):
+        return ()
+    return tuple(k for k in sorted(spec) if len(spec[k].shape) == 3 and spec[k].dtype == jnp.uint8)
+
+
+def check_images(obs: dict, keys: tuple[str, ...], shapes: dict[str, tuple[int, ...]]) -> None:
+    """A clear error naming the key when an image is not uint8 [..., H, W, C] of the shape the encoder was built for."""
+    for k in keys:
+        if k not in obs:
+            raise ValueError(f"image encoder: observation has no key {k!r} (keys: {sorted(obs)})")
+        x = obs[k]
+        if x.dtype != jnp.uint8:
+            raise ValueError(f"image encoder: {k!r} must be uint8 [..., H, W, C], got dtype {x.dtype}")
+        if tuple(x.shape[-3:]) != tuple(shapes[k]):
+            raise ValueError(f"image encoder: {k!r} must have H, W, C = {tuple(shapes[k])}, got shape {x.shape}")
+
+
+class SpatialSoftmax(nn.Module):
+    """Each channel's feature map as a distribution over pixels (a softmax with a learned temperature), reduced to
+    its expected position: one keypoint (x, y) per channel.
+
+    Convention: x runs along the width (columns) and y along the height (rows), pixel centres at
+    linspace(-1, 1, W) and linspace(-1, 1, H); the output [..., 2 C] is (x_0, y_0, x_1, y_1, ...).
+    """
+
+    @nn.compact
+    def __call__(self, feature_maps: jax.Array) -> jax.Array:
+        *lead, h, w, c = feature_maps.shape
+        log_temperature = self.param("log_temperature", nn.initializers.zeros, ())
+        logits = feature_maps.reshape(*lead, h * w, c) / jnp.exp(log_temperature)
+        attention = jax.nn.softmax(logits, axis=-2)  # over pixels, per channel
+        ys, xs = jnp.meshgrid(jnp.linspace(-1.0, 1.0, h), jnp.linspace(-1.0, 1.0, w), indexing="ij")
+        x = jnp.sum(attention * xs.reshape(h * w, 1), axis=-2)
+        y = jnp.sum(attention * ys.reshape(h * w, 1), axis=-2)
+        return jnp.stack([x, y], axis=-1).reshape(*lead, 2 * c)
+
+
+class ResidualBlock(nn.Module):
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nn.Conv(self.channels, (3, 3))(nn.relu(x))
+        y = nn.Conv(self.channels, (3, 3))(nn.relu(y))
+        return x + y
+
+
+class ResNetKeypoints(nn.Module):
+    """CSIL++'s camera encoder (the seed paper's Table II): a ResNet with stages of `channels` (each a stride-2
+    convolution and a residual block), a 1x1 convolution to `keypoints` maps, and spatial softmax: 2 x keypoints
+    features per image."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    keypoints: int = 32
+
+    @nn.compact
+    def __call__(self, image: jax.Array) -> jax.Array:
+        x = image.astype(jnp.float32) / 255.0
+        for c in self.channels:
+            x = nn.Conv(c, (3, 3), strides=(2, 2))(x)
+            x = ResidualBlock(c)(x)
+        x = nn.Conv(self.keypoints, (1, 1))(nn.relu(x))
+        return SpatialSoftmax()(x)
+
+
+class ImpalaCNN(nn.Module):
+    """The original CSIL image encoder's shape (IMPALA): stages of a convolution, 3x3 max-pooling with stride 2 and
+    two residual blocks, then a dense layer of `out` units."""
+
+    channels: tuple[int, ...] = (16, 32, 32)
+    out: int = 256
+
+    @nn.compact
+    def __call__(self, image: jax.Array) -> jax.Array:
+        x = image.astype(jnp.float32) / 255.0
+        for c in self.channels:
+            x = nn.Conv(c, (3, 3))(x)
+            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+            x = ResidualBlock(c)(ResidualBlock(c)(x))
+        x = nn.relu(x).reshape(*x.shape[:-3], -1)
+        return nn.relu(nn.Dense(self.out)(x))
+
+
+class PixelEncoder(nn.Module):
+    """Images and vectors to one feature vector: the images through camera encoders, then every vector leaf.
+
+    `per_camera=True` (CSIL++): one `ResNetKeypoints` per camera, each with its own parameters, so one camera's frame
+    never changes another's features. `per_camera=False` (the original CSIL): one shared `ImpalaCNN` on the cameras
+    stacked along the channel axis (they must share H and W).
+    """
+
+    image_shapes: tuple[tuple[str, tuple[int, ...]], ...]  # (key, (H, W, C)) of every image leaf, sorted by key
+    per_camera: bool = True
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    keypoints: int = 32
+
+    @nn.compact
+    def __call__(self, obs) -> jax.Array:
+        if not isinstance(obs, dict):
+            raise ValueError(f"image encoder: expected a dict observation with image keys, got {type(obs).__name__}")
+        keys = tuple(k for k, _ in self.image_shapes)
+        check_images(obs, keys, dict(self.image_shapes))
+        if self.per_camera:
+            parts = [ResNetKeypoints(self.channels, self.keypoints, name=f"camera_{k}")(obs[k]) for k in keys]
+        else:
+            parts = [ImpalaCNN(name="shared")(jnp.concatenate([obs[k] for k in keys], axis=-1))]
+        rest = {k: v for k, v in obs.items() if k not in keys}
+        if rest:
+            parts.append(Flatten(event_ndims=tuple(1 for _ in jax.tree.leaves(rest)))(rest))
+        return jnp.concatenate(parts, axis=-1)
+
+
+def random_shift(key: jax.Array, images: jax.Array, pad: int) -> jax.Array:
+    """DrQ's augmentation: each image [N, H, W, C] padded by `pad` pixels (edge replicated) and cropped back to
+    H x W at a random offset, i.e. shifted by up to `pad` pixels in each direction. `pad=0` returns the images."""
+    if pad < 0:
+        raise ValueError(f"random_shift: pad must be >= 0, got {pad}")
+    if pad == 0:
+        return images
+    n, h, w, _ = images.shape
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    offsets = jax.random.randint(key, (n, 2), 0, 2 * pad + 1)
+    crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))  # noqa: E731
+    return jax.vmap(crop)(padded, offsets)

@@ -1,0 +1,103 @@
+"""Image encoders (issue 24): spatial softmax's keypoint convention, per-camera separation, the shared encoder,
+random-shift bounds, clear errors naming the key, and the encoders as configuration components."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from csil_lite.assembly import make_encoder
+from csil_lite.nets.encoders import PixelEncoder, SpatialSoftmax, image_keys, random_shift
+from csil_lite.obs import spec_of
+
+H, W = 24, 32
+
+
+def _obs(n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"agentview_image": rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8),
+            "eye_in_hand_image": rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8),
+            "proprio": rng.normal(size=(n, 5)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("row,col", [(0, 0), (H - 1, W - 1), (5, 20), (12, 3)])
+def test_spatial_softmax_finds_one_bright_spot_per_channel(row, col):
+    maps = np.zeros((1, H, W, 2), np.float32)
+    maps[0, row, col, 0] = 100.0  # channel 0: a spot at (row, col)
+    maps[0, H - 1 - row, W - 1 - col, 1] = 100.0  # channel 1: the point reflected through the centre
+    sm = SpatialSoftmax()
+    params = sm.init(jax.random.PRNGKey(0), maps)
+    out = np.asarray(sm.apply(params, maps))[0]
+    x, y = -1 + 2 * col / (W - 1), -1 + 2 * row / (H - 1)  # x along the width, y along the height
+    np.testing.assert_allclose(out, [x, y, -x, -y], atol=1e-4)
+
+
+def test_spatial_softmax_of_a_flat_map_is_the_centre():
+    sm = SpatialSoftmax()
+    maps = jnp.ones((3, H, W, 4))
+    out = sm.apply(sm.init(jax.random.PRNGKey(0), maps), maps)
+    np.testing.assert_allclose(out, 0.0, atol=1e-6)
+
+
+def test_per_camera_encoders_keep_cameras_separate():
+    obs = _obs()
+    enc = make_encoder("resnet_per_camera", spec_of(obs))
+    params = enc.init(jax.random.PRNGKey(0), obs)
+    assert {"camera_agentview_image", "camera_eye_in_hand_image"} <= set(params["params"])
+    f0 = np.asarray(enc.apply(params, obs))
+    changed = dict(obs, eye_in_hand_image=_obs(seed=1)["eye_in_hand_image"])
+    f1 = np.asarray(enc.apply(params, changed))
+    k = 2 * enc.keypoints  # features per camera, cameras in sorted key order, then the proprioception
+    assert f0.shape == (2, 2 * k + 5)
+    np.testing.assert_array_equal(f0[:, :k], f1[:, :k])  # agentview's features untouched
+    assert not np.allclose(f0[:, k:2 * k], f1[:, k:2 * k])
+    np.testing.assert_allclose(f0[:, 2 * k:], obs["proprio"], atol=1e-6)
+
+
+def test_shared_encoder_sees_every_camera():
+    obs = _obs()
+    enc = make_encoder("impala_shared", spec_of(obs))
+    params = enc.init(jax.random.PRNGKey(0), obs)
+    assert set(params["params"]) == {"shared"}
+    f0 = enc.apply(params, obs)
+    f1 = enc.apply(params, dict(obs, agentview_image=_obs(seed=2)["agentview_image"]))
+    assert f0.shape == (2, 256 + 5) and not np.allclose(f0[:, :256], f1[:, :256])
+
+
+def test_wrong_image_shape_or_dtype_names_the_key():
+    obs = _obs()
+    enc = make_encoder("resnet_per_camera", spec_of(obs))
+    params = enc.init(jax.random.PRNGKey(0), obs)
+    with pytest.raises(ValueError, match="eye_in_hand_image.*uint8"):
+        enc.apply(params, dict(obs, eye_in_hand_image=obs["eye_in_hand_image"].astype(np.float32)))
+    with pytest.raises(ValueError, match="agentview_image.*H, W, C"):
+        enc.apply(params, dict(obs, agentview_image=np.zeros((2, H, W + 1, 3), np.uint8)))
+    with pytest.raises(ValueError, match="needs image observations"):
+        make_encoder("resnet_per_camera", spec_of(np.zeros((2, 7), np.float32)))
+    assert image_keys(spec_of(obs)) == ("agentview_image", "eye_in_hand_image")
+
+
+def test_random_shift_stays_within_its_pad_and_is_the_identity_at_zero():
+    imgs = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 9, 9, 1), dtype=np.uint8))
+    assert random_shift(jax.random.PRNGKey(0), imgs, 0) is imgs
+    pad = 2
+    out = np.asarray(random_shift(jax.random.PRNGKey(1), imgs, pad))
+    assert out.shape == imgs.shape and out.dtype == np.uint8
+    padded = np.pad(np.asarray(imgs), ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    shifts = set()
+    for i in range(len(out)):  # every output is a crop of its padded image at an offset in [0, 2 pad]
+        hits = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                if np.array_equal(padded[i, dy:dy + 9, dx:dx + 9], out[i])]
+        assert hits, i
+        shifts.add(hits[0])
+    assert len(shifts) > 5  # the offsets vary across the batch
+    with pytest.raises(ValueError, match="pad"):
+        random_shift(jax.random.PRNGKey(0), imgs, -1)
+
+
+def test_the_encoder_is_a_configuration_field():
+    from csil_lite.configs import preset
+    cfg = preset("preview", nets={"encoder": "resnet_per_camera"})
+    assert cfg.nets.encoder == "resnet_per_camera"
+    with pytest.raises(ValueError):
+        preset("preview", nets={"encoder": "vit"})
