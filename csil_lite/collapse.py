@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
+import jax
 import numpy as np
 
 from csil_lite import diagnostics as dg
@@ -67,31 +68,42 @@ def fit_remedy(remedy: Remedy, embed, states: np.ndarray, *, seed: int, project_
     raise ValueError(f"unknown remedy {remedy!r}; expected one of {REMEDIES}")
 
 
-def gap_run(dim: int | None, *, seed: int = 0, oracle_scale: float | None = None, remedy: Remedy = "none",
-            signal_dims: int = 8, nuisance_latent: int = 32, steps: int = 1000, hidden=(128, 128),
-            n_demo: int = 1024, input_scale: float = 1.0) -> GapResult:
-    """BC on the strip task from the state (`dim=None`) or a `dim`-dimensional embedding; the gap and NN ratios.
-
-    `input_scale` multiplies whatever the policy sees (a control for the input's scale against the HetStat
-    kernel's initial length-scale, which the trunk must learn to bridge).
-    """
-    from csil_lite.nets import HetStatPolicy
-    from csil_lite.pretrain import train_bc
-
-    task = strip_task(n_demo, seed=seed)
+def policy_inputs(task: StripTask, dim: int | None, *, seed: int, oracle_scale: float | None = None,
+                  remedy: Remedy = "none", signal_dims: int = 8, nuisance_latent: int = 32,
+                  input_scale: float = 1.0, remedy_pairs: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """What the policy sees at the demonstrated and the online states: the state (`dim=None`) or a `dim`-dimensional
+    embedding, through the remedy (fitted on re-embeddings of the demonstrated states), with the oracle appended,
+    times `input_scale`. `remedy_pairs`: how many pairs of re-embeddings estimate the nuisance covariance (the
+    demonstrated states cycled; default one pair per demonstrated state)."""
     if dim is None:
         if remedy != "none" or oracle_scale is not None:
             raise ValueError("gap_run: a remedy or an oracle needs an embedding (dim)")
         x_demo, x_online = task.demo_states, task.online_states
     else:
         embed = synthetic_embedding(2, dim, signal_dims=signal_dims, nuisance_latent=nuisance_latent, seed=seed)
-        transform = fit_remedy(remedy, embed, task.demo_states, seed=10_000 + seed)
+        states = task.demo_states if remedy_pairs is None else np.resize(task.demo_states, (remedy_pairs, 2))
+        transform = fit_remedy(remedy, embed, states, seed=10_000 + seed)
         x_demo = transform(embed(task.demo_states, seed=20_000 + seed))
         x_online = transform(embed(task.online_states, seed=30_000 + seed))
         if oracle_scale is not None:
             x_demo = with_oracle(x_demo, task.demo_states, oracle_scale)
             x_online = with_oracle(x_online, task.online_states, oracle_scale)
-    x_demo, x_online = np.float32(input_scale) * x_demo, np.float32(input_scale) * x_online
+    return np.float32(input_scale) * x_demo, np.float32(input_scale) * x_online
+
+
+def gap_run(dim: int | None, *, seed: int = 0, steps: int = 1000, hidden=(128, 128), n_demo: int = 1024,
+            **inputs) -> GapResult:
+    """BC on the strip task from the state (`dim=None`) or a `dim`-dimensional embedding; the gap and NN ratios.
+
+    `inputs`: `policy_inputs`'s options (oracle_scale, remedy, signal_dims, nuisance_latent, input_scale; the
+    last multiplies whatever the policy sees: a control for the input's scale against the HetStat kernel's
+    initial length-scale, which the trunk must learn to bridge).
+    """
+    from csil_lite.nets import HetStatPolicy
+    from csil_lite.pretrain import train_bc
+
+    task = strip_task(n_demo, seed=seed)
+    x_demo, x_online = policy_inputs(task, dim, seed=seed, **inputs)
     policy = HetStatPolicy(2, hidden=tuple(hidden), bottleneck=12, features=128)
     fit = train_bc(policy, x_demo, task.demo_actions, steps=steps, seed=seed, progress=False)
     gap = dg.entropy_gap(policy, fit.params, x_demo, x_online).gap
@@ -100,6 +112,28 @@ def gap_run(dim: int | None, *, seed: int = 0, oracle_scale: float | None = None
     mean, _ = policy.apply(fit.params, x_demo)
     mse = float(np.mean((np.tanh(np.asarray(mean)) - task.demo_actions) ** 2))
     return GapResult(gap, nn["input"], nn["bottleneck"], nn["features"], mse)
+
+
+def gap_over_training(dim: int | None, *, seed: int = 0, steps: int = 1000, every: int = 100, hidden=(128, 128),
+                      n_demo: int = 1024, **inputs) -> dict[str, np.ndarray]:
+    """The thesis's Fig. 6.4 in miniature: mean latent entropy at expert and at online states every `every` BC
+    steps. Returns {"steps", "entropy_on", "entropy_off"} (arrays over the evaluations, step 0 included)."""
+    from csil_lite.nets import HetStatPolicy
+    from csil_lite.pretrain import train_bc
+
+    task = strip_task(n_demo, seed=seed)
+    x_demo, x_online = policy_inputs(task, dim, seed=seed, **inputs)
+    policy = HetStatPolicy(2, hidden=tuple(hidden), bottleneck=12, features=128)
+    rows = []
+
+    def measure(done: int, params) -> None:
+        g = dg.entropy_gap(policy, params, x_demo, x_online)
+        rows.append((done, g.entropy_on, g.entropy_off))
+
+    measure(0, policy.init(jax.random.split(jax.random.PRNGKey(seed))[0], x_demo[:1]))  # train_bc's own init
+    train_bc(policy, x_demo, task.demo_actions, steps=steps, seed=seed, progress=False, chunk=every, on_chunk=measure)
+    steps_, on, off = map(np.asarray, zip(*rows))
+    return {"steps": steps_, "entropy_on": on, "entropy_off": off}
 
 
 def gap_grid(configs: dict[str, dict], seeds, *, progress: bool = True, **common) -> dict[str, list[GapResult]]:

@@ -137,3 +137,24 @@ def test_high_dimensional_nuisance_collapses_the_geometry_and_whitening_restores
     assert whitened.gap > nuisance.gap + 0.5, (whitened, nuisance)
     with pytest.raises(ValueError, match="embedding"):
         gap_run(None, remedy="whiten")
+
+
+def test_gap_over_training_measures_the_run_it_reports():
+    """Entropies every `every` BC steps, step 0 being train_bc's own initialisation; the last row is the trained
+    policy's (the same train_bc call without the callback gives the same parameters)."""
+    from csil_lite.collapse import gap_over_training, policy_inputs, strip_task
+    from csil_lite.nets import HetStatPolicy
+    from csil_lite.pretrain import train_bc
+    kw = dict(seed=1, steps=60, every=20, hidden=(16,), n_demo=128)
+    out = gap_over_training(16, **kw)
+    np.testing.assert_array_equal(out["steps"], [0, 20, 40, 60])
+    task = strip_task(128, seed=1)
+    x_demo, x_online = policy_inputs(task, 16, seed=1)
+    policy = HetStatPolicy(2, hidden=(16,), bottleneck=12, features=128)
+    fit = train_bc(policy, x_demo, task.demo_actions, steps=60, seed=1, progress=False, chunk=20)
+    g = dg.entropy_gap(policy, fit.params, x_demo, x_online)
+    assert out["entropy_on"][-1] == pytest.approx(g.entropy_on, abs=1e-5)
+    assert out["entropy_off"][-1] == pytest.approx(g.entropy_off, abs=1e-5)
+    import jax
+    init = policy.init(jax.random.split(jax.random.PRNGKey(1))[0], x_demo[:1])
+    assert out["entropy_on"][0] == pytest.approx(dg.entropy_gap(policy, init, x_demo, x_online).entropy_on, abs=1e-5)

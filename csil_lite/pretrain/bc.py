@@ -17,7 +17,7 @@ instead of a tail and calibrates the std to it. The reference uses no margin (0)
 
 from __future__ import annotations
 
-from typing import Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -68,14 +68,15 @@ def bc_loss(
 
 
 def scan_in_chunks(step: Callable, carry, key: jax.Array, steps: int, *, chunk: int, desc: str, progress: bool,
-                   data=(), checkpoint_dir=None):
+                   data=(), checkpoint_dir=None, on_chunk: Callable[[int, Any], None] | None = None):
     """Run `steps` iterations of `step(carry, key, data) -> (carry, loss)` as jitted `lax.scan` chunks.
 
     Chunking lets a progress bar advance between compiled blocks; returns (carry, per-step losses). `data` (a
     pytree the steps read, e.g. the dataset) is an argument of the compiled chunk, not part of the carry.
     `checkpoint_dir`: after every chunk the carry, the key and the losses so far are saved there
     (`checkpoints.Checkpoints`); a later call with the same directory resumes from the newest, so a killed run
-    continues where it stopped and ends with the same numbers.
+    continues where it stopped and ends with the same numbers. `on_chunk(steps_done, carry)` is called after every
+    chunk (e.g. to measure the model during training).
     """
     run = jax.jit(lambda c, keys, d: jax.lax.scan(lambda cc, k: step(cc, k, d), c, keys))
     losses, done = [], 0
@@ -95,6 +96,8 @@ def scan_in_chunks(step: Callable, carry, key: jax.Array, steps: int, *, chunk: 
             bar.set_postfix(loss=f"{float(chunk_losses[-1]):.3f}")
             if ckpt is not None:
                 ckpt.save(done, {"carry": carry, "key": key, "losses": np.concatenate(losses)})
+            if on_chunk is not None:
+                on_chunk(done, carry)
     if ckpt is not None:
         ckpt.close()
     return carry, (np.concatenate(losses) if losses else np.zeros(0))
@@ -133,13 +136,15 @@ def train_bc(
     chunk: int = 500,
     progress: bool = True,
     checkpoint_dir=None,
+    on_chunk: Callable[[int, Any], None] | None = None,
 ) -> BCResult:
     """Fit `policy` to (obs, actions) with Adam; returns the params and the per-step loss curve.
 
     Actions must lie in [-1, 1] (the tanh squashing cannot represent anything else). `action_margin` > 0 fits
     them clipped to +-(1 - action_margin) (see the module docstring: saturated targets drive the std to its
     ceiling). `obs` is an observation pytree (`csil_lite.obs`; float leaves become float32, uint8 images stay
-    uint8). `checkpoint_dir`: checkpoint every chunk there and resume from it (`scan_in_chunks`).
+    uint8). `checkpoint_dir`: checkpoint every chunk there and resume from it (`scan_in_chunks`). `on_chunk(steps
+    done, params)`: called after every `chunk` steps.
     """
     obs = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if np.asarray(x).dtype.kind == "f" else jnp.asarray(x),
                        obs)
@@ -163,5 +168,6 @@ def train_bc(
 
     carry, losses = scan_in_chunks(step, (params, optimizer.init(params)), key, steps, chunk=chunk,
                                    desc=f"BC ({loss})", progress=progress, data=(obs, actions),
-                                   checkpoint_dir=checkpoint_dir)
+                                   checkpoint_dir=checkpoint_dir,
+                                   on_chunk=None if on_chunk is None else lambda done, c: on_chunk(done, c[0]))
     return BCResult(params=carry[0], losses=losses)
