@@ -158,7 +158,7 @@ def entropy_gap(policy, params, expert_obs, online_obs) -> EntropyGap:
     The latent Gaussian's entropy is sum_d log std_d plus a constant, so the gap is the difference of the mean
     log-std sums; it is the pre-tanh entropy gap (the tanh's log-Jacobian depends on the mean, not on the std's
     contrast). `policy.apply(params, obs)` must return the latent `(mean, std)`; `online_obs` are off-demonstration
-    states, e.g. the BC policy's own stochastic rollouts (`probes.rollout_states`) or displaced states.
+    states, e.g. states the BC policy reaches in its own stochastic rollouts, or displaced states.
     """
     on, off = _stds(policy, params, expert_obs), _stds(policy, params, online_obs)
     h_on, h_off = gaussian_entropy(on), gaussian_entropy(off)
