@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	bash scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q -e ".[book,sim,test,serve,sweep]"
+	$(BIN)/python -m pip install -q -e ".[book,sim,test,serve,sweep,logs]"
 	$(BIN)/python -m pip install -q --no-deps openpi-client==0.1.2 && $(BIN)/python -m pip install -q dm-tree pillow typing_extensions  # openpi-client pins numpy<2 (metadata only)
 	touch $(STAMP)
 

@@ -47,10 +47,12 @@ SWEEP_KEYS = {"algos", "tasks", "seeds", "preset"}
 
 @dataclass(frozen=True)
 class Job:
-    """One run of a sweep: its name (the run directory's), config (as plain data) and directory."""
+    """One run of a sweep: its name (the run directory's), config (as plain data) and directory; `tensorboard`:
+    also log its evaluations as TensorBoard scalars in RUN_DIR/tensorboard."""
     name: str
     config: dict
     run_dir: str
+    tensorboard: bool = False
 
 
 @dataclass
@@ -87,8 +89,8 @@ def grid(algos: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], *, pr
     return out
 
 
-def jobs_for(runs: list[tuple[str, Any]], out: str | Path) -> list[Job]:
-    return [Job(name, cfg.to_dict(), str(Path(out) / name)) for name, cfg in runs]
+def jobs_for(runs: list[tuple[str, Any]], out: str | Path, *, tensorboard: bool = False) -> list[Job]:
+    return [Job(name, cfg.to_dict(), str(Path(out) / name), tensorboard) for name, cfg in runs]
 
 
 def finished(job: Job) -> bool:
@@ -100,9 +102,16 @@ def run_job(job: Job) -> Outcome:
     from csil_lite.config import RunConfig
     from csil_lite.loop import train
 
+    from contextlib import nullcontext
+
+    from csil_lite.run_logs import TensorBoardLog
+
     t0 = time.perf_counter()
     try:
-        summary = train(RunConfig.from_dict(job.config), job.run_dir, progress=False)
+        log = TensorBoardLog(Path(job.run_dir) / "tensorboard") if job.tensorboard else nullcontext()
+        with log:
+            summary = train(RunConfig.from_dict(job.config), job.run_dir, progress=False,
+                            on_eval=log if job.tensorboard else None)
     except Exception as err:  # noqa: BLE001 - reported per run; the sweep goes on
         msg = f"{type(err).__name__}: {err}"
         Path(job.run_dir).mkdir(parents=True, exist_ok=True)
@@ -211,6 +220,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--cpus", type=float, default=None, help="CPUs Ray reserves per run (default 1)")
     p.add_argument("--gpus", type=float, default=None, help="GPUs (or a fraction) Ray reserves per run")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is finished; run nothing")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log each run's evaluations as TensorBoard scalars in RUN_DIR/tensorboard")
     return p
 
 
@@ -228,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides, _ = parse_overrides(items)
     check_output_path("--out", args.out, directory=True)
     runs = grid(algos, tasks, seeds, preset_name=args.preset or sw.get("preset", "preview"), overrides=overrides)
-    jobs = jobs_for(runs, args.out)
+    jobs = jobs_for(runs, args.out, tensorboard=args.tensorboard)
     if args.dry_run:
         for j in jobs:
             print(f"{j.name}: {'finished' if finished(j) else 'to run'}")

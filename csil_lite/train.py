@@ -50,6 +50,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a config field, e.g. --set agent.beta=0.1 --set nets.features=128 "
                         "--set base.residual_scale=0.1")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log every evaluation as TensorBoard scalars in OUT/tensorboard (needs tensorboardX)")
     return p
 
 
@@ -153,8 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     from csil_lite.data.robomimic import DatasetError
     from csil_lite.loop import train  # heavy imports only once the arguments are valid
 
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from csil_lite.run_logs import TensorBoardLog
+
+    log = TensorBoardLog(Path(args.out) / "tensorboard") if args.tensorboard else nullcontext()
     try:
-        summary = train(cfg, args.out, resume=not args.no_resume)
+        with log:
+            summary = train(cfg, args.out, resume=not args.no_resume, on_eval=log if args.tensorboard else None)
     except DatasetError as err:  # the only file a run reads is the demonstrations file
         raise UserError(f"--demos: {err}") from err
     summary.pop("state", None)

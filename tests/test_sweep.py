@@ -62,7 +62,7 @@ def test_sweep_file_is_checked(tmp_path):
 @pytest.mark.slow
 def test_local_sweep_resumes_an_interrupted_run_and_reports_failures(tmp_path, one_by_one):
     runs = grid(["csil"], [TASK], [0, 1], overrides=TINY)
-    jobs = jobs_for(runs, tmp_path)
+    jobs = jobs_for(runs, tmp_path, tensorboard=True)
     train(runs[0][1], jobs[0].run_dir, progress=False, stop_after=150)  # interrupted midway, as a kill would
     assert not (Path(jobs[0].run_dir) / "summary.json").exists()
     broken = Job("broken", {**jobs[1].config, "task": "lift", "demos_path": str(tmp_path / "missing.hdf5")},
@@ -72,6 +72,9 @@ def test_local_sweep_resumes_an_interrupted_run_and_reports_failures(tmp_path, o
     assert "missing.hdf5" in outcomes[2].error and (tmp_path / "broken" / "sweep_error.txt").exists()
     for job in jobs:  # the resumed run ends exactly where the uninterrupted one did
         assert _strip(read_metrics(job.run_dir)) == one_by_one[job.name]
+    from csil_lite.run_logs import read_scalars  # and the sweep's TensorBoard log holds the run's evaluations
+    steps = [s for s, _ in read_scalars(Path(jobs[1].run_dir) / "tensorboard")["success_rate"]]
+    assert steps == [r["step"] for r in one_by_one[jobs[1].name]]
     again = run_sweep(jobs, backend="local", workers=2, progress=False)
     assert [o.status for o in again] == ["skipped", "skipped"]
 
