@@ -46,6 +46,7 @@ class GapResult(NamedTuple):
     nn_bottleneck: float  # ... at the trunk's bottleneck h
     nn_features: float  # ... at the stationary features phi
     mse: float  # the BC fit's mean squared action error on the demonstrations
+    gap_exact: float  # the gap with the exact Bayesian-linear head on the same features (diagnostics.exact_head_std)
 
 
 def fit_remedy(remedy: Remedy, embed, states: np.ndarray, *, seed: int, project_k: int = 0) -> dg.LinearTransform:
@@ -111,7 +112,10 @@ def gap_run(dim: int | None, *, seed: int = 0, steps: int = 1000, hidden=(128, 1
     nn = {k: dg.nearest_neighbour_ratio(on[k], off[k], seed=seed) for k in on}
     mean, _ = policy.apply(fit.params, x_demo)
     mse = float(np.mean((np.tanh(np.asarray(mean)) - task.demo_actions) ** 2))
-    return GapResult(gap, nn["input"], nn["bottleneck"], nn["features"], mse)
+    exact_on = dg.exact_head_std(policy, fit.params, x_demo, x_demo)
+    exact_off = dg.exact_head_std(policy, fit.params, x_demo, x_online)
+    gap_exact = float(dg.gaussian_entropy(exact_off).mean() - dg.gaussian_entropy(exact_on).mean())
+    return GapResult(gap, nn["input"], nn["bottleneck"], nn["features"], mse, gap_exact)
 
 
 def gap_over_training(dim: int | None, *, seed: int = 0, steps: int = 1000, every: int = 100, hidden=(128, 128),

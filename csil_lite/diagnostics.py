@@ -279,3 +279,42 @@ def _symmetric(covariance, name: str) -> np.ndarray:
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or not np.allclose(cov, cov.T, atol=1e-8 * np.abs(cov).max()):
         raise ValueError(f"{name}: expected a symmetric [d, d] covariance, got shape {cov.shape}")
     return cov
+
+
+def exact_head_std(policy, params, fit_obs, query_obs) -> np.ndarray:
+    """HetStat's std at `query_obs` with its learned Cholesky factor replaced by the exact Bayesian-linear posterior
+    on the same stationary features (eq-ch10-exact): the fourth hypothesis's control.
+
+    With Phi the features at `fit_obs` and a unit prior on the head's weights (the factor's initialisation, L = I),
+    the posterior covariance is (Phi^T Phi / s^2 + I)^-1; its predictive variance v(f) = f^T (.)^-1 f goes through
+    HetStat's bound, sqrt(prior) tanh(sqrt(min_var + v)). The noise s^2 is chosen (by bisection) so that the mean
+    variance over `fit_obs` equals the learned head's there: both heads are then equally certain on the
+    demonstrations, and any difference off them is the learned factor's. (A learned head less certain on `fit_obs`
+    than the prior itself is matched by the prior, scaled, alone.) Returns [N, action_dim] stds.
+    """
+    import jax.numpy as jnp
+
+    feats = lambda o: np.asarray(policy.apply(params, jnp.asarray(o), method=lambda m, x: m.stationary_features(  # noqa: E731
+        m.encoder(x) if m.encoder is not None else x)), np.float64)
+    phi, f_query = feats(fit_obs), feats(query_obs)
+    root_prior = np.sqrt(policy.prior_variance)
+    _, std_fit = policy.apply(params, jnp.asarray(fit_obs))
+    ratio = np.clip(np.asarray(std_fit, np.float64) / root_prior, 0.0, 1.0 - 1e-7)
+    target = float(np.mean(np.maximum(np.arctanh(ratio) ** 2 - policy.min_variance, 0.0)))
+    lam, u = np.linalg.eigh(phi.T @ phi)  # (Phi^T Phi / s^2 + I)^-1 = U diag(1 / (lam / s^2 + 1)) U^T
+    proj_fit, proj_query = (phi @ u) ** 2, (f_query @ u) ** 2
+
+    def variance(log_s2: float, proj: np.ndarray) -> np.ndarray:
+        return proj @ (1.0 / (np.maximum(lam, 0.0) / np.exp(log_s2) + 1.0))
+
+    prior_var = float(np.mean(np.sum(phi * phi, axis=1)))  # the limit s^2 -> inf: the prior alone
+    if target >= prior_var:  # the learned head is less certain on the fit states than the unit prior: scale it
+        v = np.sum(f_query * f_query, axis=1) * target / prior_var
+    else:
+        lo, hi = -30.0, 30.0  # the mean variance grows with the noise: bisect on log s^2
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if variance(mid, proj_fit).mean() < target else (lo, mid)
+        v = variance(0.5 * (lo + hi), proj_query)
+    std = root_prior * np.tanh(np.sqrt(policy.min_variance + v))
+    return np.repeat(std[:, None], np.shape(std_fit)[-1], axis=1)

@@ -158,3 +158,23 @@ def test_gap_over_training_measures_the_run_it_reports():
     import jax
     init = policy.init(jax.random.split(jax.random.PRNGKey(1))[0], x_demo[:1])
     assert out["entropy_on"][0] == pytest.approx(dg.entropy_gap(policy, init, x_demo, x_online).entropy_on, abs=1e-5)
+
+
+@pytest.mark.parametrize("steps", [60, 600])  # a head still less certain than the prior; one fitted below it
+def test_exact_head_is_calibrated_to_the_learned_head_on_the_fit_states(steps):
+    """exact_head_std matches the learned head's mean variance on the states it is fitted to (the bisection's
+    target), and its std stays inside HetStat's bounds."""
+    from csil_lite.collapse import policy_inputs, strip_task
+    from csil_lite.nets import HetStatPolicy
+    from csil_lite.pretrain import train_bc
+    task = strip_task(128, seed=0)
+    x_demo, x_online = policy_inputs(task, 16, seed=0)
+    policy = HetStatPolicy(2, hidden=(16,), bottleneck=12, features=32)
+    fit = train_bc(policy, x_demo, task.demo_actions, steps=steps, seed=0, progress=False)
+    _, learned = policy.apply(fit.params, x_demo)
+    var = lambda s: np.arctanh(np.asarray(s, np.float64) / np.sqrt(0.75)) ** 2 - policy.min_variance  # noqa: E731
+    exact = dg.exact_head_std(policy, fit.params, x_demo, x_demo)
+    assert exact.shape == (128, 2)
+    assert var(exact).mean() == pytest.approx(var(learned).mean(), rel=1e-3)
+    off = dg.exact_head_std(policy, fit.params, x_demo, x_online)
+    assert np.all((off > policy.min_std - 1e-9) & (off < policy.max_std))
