@@ -36,7 +36,7 @@ from csil_lite.agents.critic import Critic, QuantileSupport
 from csil_lite.base.compose import BaseEdge, Ensemble, NoBase, Residual
 from csil_lite.config import AgentConfig, BaseConfig, NetworkConfig, RunConfig
 from csil_lite.nets.critic import NORMALISATIONS, LayerNormCritic, NormalisedCritic, critic_ensemble
-from csil_lite.nets.encoders import Flatten, PixelEncoder, image_keys
+from csil_lite.nets.encoders import ENCODER_TRAINING, EndToEnd, Flatten, FrozenAfterBC, PixelEncoder, image_keys
 from csil_lite.nets.heads import CategoricalHead, ScalarHead
 from csil_lite.nets.policy import HetStatPolicy, MLPPolicy
 
@@ -56,6 +56,7 @@ ENCODERS: dict[str, Callable[[Any], nn.Module]] = {
     "resnet_per_camera": _pixel_encoder(per_camera=True),  # CSIL++ (Table II): ResNet + spatial softmax per camera
     "impala_shared": _pixel_encoder(per_camera=False),  # the original CSIL: one IMPALA CNN over all cameras
 }
+PARAMETER_FREE_ENCODERS = frozenset({"flatten"})
 POLICIES: dict[str, type[nn.Module]] = {"hetstat": HetStatPolicy, "mlp": MLPPolicy}
 PRIORS: dict[str, Callable] = {"bc": lambda policy, action_dim: BCPrior(policy),
                                "uniform": lambda policy, action_dim: UniformPrior(action_dim)}
@@ -152,10 +153,12 @@ def critic_learning_rate(config: AgentConfig, critic_steps: int | None = None) -
 
 
 def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim: int,
-             critic_steps: int | None = None) -> Agent:
+             critic_steps: int | None = None, encoder_training: Any = None) -> Agent:
     """The agent of `config`'s components around a given policy network and critic component. `critic_steps`:
-    the run's online critic steps, which a critic learning-rate schedule runs over (`critic_learning_rate`)."""
+    the run's online critic steps, which a critic learning-rate schedule runs over (`critic_learning_rate`);
+    `encoder_training`: which gradients train the encoders (default `FrozenAfterBC`, a no-op for `Flatten`)."""
     prior = PRIORS[config.prior](policy, action_dim)
+    enc = FrozenAfterBC() if encoder_training is None else encoder_training
     return Agent(
         config=config,
         policy=policy,
@@ -165,11 +168,20 @@ def agent_of(config: AgentConfig, policy: nn.Module, critic: Critic, action_dim:
         reward=REWARDS[config.reward](config, policy),
         refinement=_choose(REFINEMENTS, config.refine_every, "refinement schedule")(),
         normaliser=_choose(NORMALISERS, config.return_norm, "return normalisation")(config),
-        policy_optim=optax.adam(config.actor_lr),
-        critic_optim=critic.optimiser(critic_learning_rate(config, critic_steps), config.critic_weight_decay),
-        reward_optim=optax.sgd(config.reward_lr),
+        policy_optim=enc.optimiser(optax.adam(config.actor_lr)),
+        critic_optim=enc.optimiser(critic.optimiser(critic_learning_rate(config, critic_steps),
+                                                    config.critic_weight_decay)),
+        reward_optim=enc.optimiser(optax.sgd(config.reward_lr)),
         action_dim=action_dim,
+        encoder_training=enc,
     )
+
+
+def encoder_training_of(nets: NetworkConfig) -> Any:
+    """The encoder-training rule of `nets`; a parameter-free encoder (`Flatten`) has none to apply (`EndToEnd`, the
+    identity: state runs keep plain optimisers and their checkpoints' layout)."""
+    rule = _choose(ENCODER_TRAINING, nets.encoder_training, "encoder training")
+    return EndToEnd() if nets.encoder in PARAMETER_FREE_ENCODERS else rule()
 
 
 def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
@@ -177,7 +189,7 @@ def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
     resolved: call `Agent.resolve` with the BC params and the demonstrations, or `with_setup` on a resume)."""
     critic_steps = max(1, (cfg.env_steps - cfg.learning_starts) * cfg.agent.utd)
     return agent_of(cfg.agent, make_policy(cfg.nets, action_dim, obs_spec), critic_of(cfg.nets, obs_spec),
-                    action_dim, critic_steps)
+                    action_dim, critic_steps, encoder_training_of(cfg.nets))
 
 
 def make_composition(base: BaseConfig) -> Any:
@@ -224,6 +236,6 @@ def base_edge(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> NoBase 
     return BaseEdge(spawn, make_composition(base), base.chunk, base.residual_init_scale)
 
 
-__all__ = ["COMPOSITIONS", "ENCODERS", "KLS", "NORMALISERS", "POLICIES", "PRIORS", "REFINEMENTS", "REWARDS",
-           "agent_of", "base_edge", "critic_learning_rate", "critic_of", "make_agent", "make_composition",
+__all__ = ["COMPOSITIONS", "ENCODERS", "ENCODER_TRAINING", "KLS", "NORMALISERS", "POLICIES", "PRIORS", "REFINEMENTS", "REWARDS",
+           "agent_of", "base_edge", "encoder_training_of", "critic_learning_rate", "critic_of", "make_agent", "make_composition",
            "make_critic", "make_encoder", "make_policy", "open_base"]

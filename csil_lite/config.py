@@ -107,6 +107,9 @@ class NetworkConfig:
     # read. 'flatten' concatenates the keys' arrays; 'resnet_per_camera' (CSIL++) and 'impala_shared' (the original
     # CSIL) encode the images (`nets.encoders.PixelEncoder`) and concatenate the vectors after them.
     encoder: Literal["flatten", "resnet_per_camera", "impala_shared"] = "flatten"
+    # Which gradients train the encoders (`nets.encoders.ENCODER_TRAINING`): BC, then frozen and shared with the
+    # critic (the reference's design), or each network's own loss throughout.
+    encoder_training: Literal["frozen_after_bc", "end_to_end"] = "frozen_after_bc"
     policy: Literal["hetstat", "mlp"] = "hetstat"
     policy_hidden: tuple[int, ...] = (256, 256)
     bottleneck: int = 12
@@ -334,6 +337,11 @@ class RunConfig:
     seed: int = 0
     num_demos: int = 10
     demos_path: str | None = None  # robomimic HDF5; None = generate with the task's scripted expert
+    # What the policy sees: 'state' (low-dim vector) or 'image' (robosuite's two cameras as uint8 [H, W, 3] plus
+    # proprioception, a dict observation; robosuite tasks only; the demonstrations file must hold the frames, e.g.
+    # from `csil-lite demos generate --images --image-size N`). `configs.from_pixels` sets it with its encoder.
+    obs: Literal["state", "image"] = "state"
+    image_size: int = 84  # camera frames are image_size x image_size
     bc_steps: int = 25_000
     bc_lr: float = 1e-3
     bc_batch: int = 256
@@ -364,7 +372,7 @@ class RunConfig:
         if not self.algo:
             raise ValueError(f"RunConfig.algo must be a non-empty name, got {self.algo!r}")
         _positive(self, "num_demos", "bc_steps", "bc_lr", "bc_batch", "critic_pretrain_lr", "env_steps",
-                  "replay_capacity", "eval_every", "eval_episodes")
+                  "replay_capacity", "eval_every", "eval_episodes", "image_size")
         if not 0.0 <= self.demo_action_margin < 1.0:
             raise ValueError(f"RunConfig.demo_action_margin must lie in [0, 1), got {self.demo_action_margin}")
         nonneg = ("seed", "critic_pretrain_steps", "learning_starts", "checkpoint_every", "actor_warmup",

@@ -38,6 +38,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--demos", default=None, help="robomimic HDF5 with demonstrations (robosuite tasks)")
     p.add_argument("--num-demos", type=int_at_least(1), default=None)
     p.add_argument("--env-steps", type=int_at_least(1), default=None)
+    p.add_argument("--obs", choices=("state", "image"), default="state",
+                   help="what the policy sees (robosuite tasks): the low-dim state, or the two cameras plus "
+                        "proprioception through the algorithm's image encoder (--demos must hold the frames)")
     p.add_argument("--no-resume", action="store_true", help="start over even if --out holds a checkpoint")
     p.add_argument("--base", default=None, metavar="DIR|HOST:PORT",
                    help="a frozen base policy acting next to the small one: a stand-in directory (`csil-lite lbm "
@@ -119,6 +122,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["num_demos"] = args.num_demos
     if args.env_steps is not None:
         overrides["env_steps"] = args.env_steps
+    if args.obs != "state":
+        overrides["obs"] = args.obs
     from_set, origin = parse_overrides(args.set)
     overrides.update(from_set)
     if (args.compose is not None or args.chunk is not None) and args.base is None:

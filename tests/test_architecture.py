@@ -50,8 +50,9 @@ def test_bc_and_updates_on_a_dict_observation_with_a_uint8_image(algo):
     assert setup.bc_losses[-50:].mean() < setup.bc_losses[:50].mean()  # BC learned from the dict observations
     assert np.all(np.isfinite(setup.critic_losses))
     replay = ReplayBuffer(100, demos.obs_spec, ACT)
-    assert replay._data["obs_0"].dtype == np.uint8 and replay._data["next_obs_0"].dtype == np.uint8  # "image"
-    assert replay.bytes_per_transition == 2 * (36 + 4 * 4) + 4 * ACT + 3 * 4
+    assert replay._frames["_0"].dtype == np.uint8 and replay._frames["_1"].dtype == np.float32  # "image", "state"
+    assert replay.frame_capacity == 112  # an image leaf: capacity + capacity // 10 + 2 frames
+    assert replay.memory_bytes == 112 * (36 + 4 * 4) + 100 * (4 * ACT + 3 * 4 + 2 * 8)
     online = demos.take(np.arange(30))
     replay.add(online.obs, online.action, online.reward, online.next_obs, online.terminal, online.last)
     with pytest.raises(TypeError, match="uint8"):  # a float image is not stored into uint8 silently

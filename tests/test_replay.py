@@ -121,7 +121,7 @@ def test_uint8_images_stay_uint8():
     img.add(frames, np.zeros((3, 2)), np.zeros(3), frames, np.zeros(3))
     batch = img.sample(np.random.default_rng(0), 3)
     assert batch.obs.dtype == np.uint8 and batch.next_obs.dtype == np.uint8
-    assert img._data["obs"].nbytes == 4 * 8 * 8 * 3
+    assert img._frames[""].dtype == np.uint8 and img.frame_bytes == 8 * 8 * 3
 
 
 def test_mixed_batch_shape_ratio_and_order():
@@ -212,3 +212,88 @@ def test_toy_demos_mix_with_online_data():
     buf.add(demos.obs[:10], demos.action[:10], demos.reward[:10], demos.next_obs[:10], demos.terminal[:10])
     b = mixed_batch(demos, buf, 8, 8, np.random.default_rng(0), utd=2)
     assert b.obs.shape == (2, 16, 6) and b.terminal.shape == (2, 16)
+
+
+def _episode_rows(rng, t, size=6):
+    """One episode of t steps with dict observations (two uint8 cameras and a float vector): rows of
+    (obs, next_obs) where next_obs[i] is obs[i + 1]."""
+    frames = {"cam_a": rng.integers(0, 256, (t + 1, size, size, 3), dtype=np.uint8),
+              "cam_b": rng.integers(0, 256, (t + 1, size, size, 3), dtype=np.uint8),
+              "proprio": rng.normal(size=(t + 1, 4)).astype(np.float32)}
+    obs = {k: v[:-1] for k, v in frames.items()}
+    nxt = {k: v[1:] for k, v in frames.items()}
+    last = np.zeros(t, np.float32)
+    last[-1] = 1
+    return obs, nxt, last
+
+
+def _image_spec(size=6):
+    from csil_lite.obs import Spec
+    return {"cam_a": Spec((size, size, 3), np.uint8), "cam_b": Spec((size, size, 3), np.uint8),
+            "proprio": Spec((4,), np.float32)}
+
+
+def test_each_frame_is_stored_once_and_round_trips_exactly():
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(100, _image_spec(), 2)
+    episodes = [_episode_rows(rng, t) for t in (7, 5, 9)]
+    for obs, nxt, last in episodes[:2]:  # one step at a time, as the online loop adds them
+        for i in range(len(last)):
+            buf.add({k: v[i] for k, v in obs.items()}, np.zeros(2), 0.0, {k: v[i] for k, v in nxt.items()},
+                    False, last=bool(last[i]))
+    obs, nxt, last = episodes[2]
+    buf.add(obs, np.zeros((9, 2)), np.zeros(9), nxt, np.zeros(9), last)  # and a batch
+    assert len(buf) == 21 and buf._frames_written == 21 + 3  # T + 1 frames per episode, not 2T
+    got = buf.gather(np.arange(21))
+    for k in ("cam_a", "cam_b", "proprio"):
+        want_obs = np.concatenate([e[0][k] for e in episodes])
+        want_next = np.concatenate([e[1][k] for e in episodes])
+        assert got.obs[k].dtype == want_obs.dtype
+        np.testing.assert_array_equal(got.obs[k], want_obs)  # exact: uint8 in, the same uint8 out
+        np.testing.assert_array_equal(got.next_obs[k], want_next)
+
+
+def test_a_transition_that_does_not_continue_the_last_one_gets_its_own_frame():
+    buf = ReplayBuffer(10, (2,), 1)
+    buf.add(np.zeros(2), np.zeros(1), 0.0, np.ones(2), False)
+    buf.add(np.full(2, 5.0), np.zeros(1), 0.0, np.full(2, 6.0), False)  # not the previous next_obs
+    buf.add(np.full(2, 6.0), np.zeros(1), 0.0, np.full(2, 7.0), False, last=True)
+    buf.add(np.full(2, 7.0), np.zeros(1), 0.0, np.full(2, 8.0), False)  # equal, but the last one ended its episode
+    assert buf._frames_written == 2 + 2 + 1 + 2
+    np.testing.assert_array_equal(buf.gather(np.arange(4)).obs[:, 0], [0, 5, 6, 7])
+    np.testing.assert_array_equal(buf.gather(np.arange(4)).next_obs[:, 0], [1, 6, 7, 8])
+
+
+def test_overwritten_frames_take_their_transitions_out():
+    buf = ReplayBuffer(10, (1,), 1, frame_capacity=12)
+    for i in range(30):  # one-step episodes: two frames each, so 12 frames hold 6 transitions
+        buf.add(np.full(1, 2.0 * i), np.zeros(1), float(i), np.full(1, 2.0 * i + 1), False, last=True)
+    assert len(buf) == 6
+    got = buf.gather(buf.slots(np.arange(6)))
+    assert got.reward.tolist() == list(range(24, 30))  # the newest whole transitions, oldest first
+    np.testing.assert_array_equal(got.obs[:, 0], 2 * got.reward)
+    np.testing.assert_array_equal(got.next_obs[:, 0], 2 * got.reward + 1)
+
+
+def test_image_replay_memory_at_preview_and_paper_sizes():
+    from csil_lite.obs import Spec
+    cams = {"agentview_image": Spec((84, 84, 3), np.uint8), "robot0_eye_in_hand_image": Spec((84, 84, 3), np.uint8),
+            "robot0_eef_pos": Spec((3,), np.float32)}
+    one_frame = 2 * 84 * 84 * 3 + 12
+    buf = ReplayBuffer(1000, cams, 7)
+    assert buf.frame_bytes == one_frame
+    assert one_frame < buf.bytes_per_transition < 1.15 * one_frame  # one frame a transition, not two
+    assert ReplayBuffer(10_000, cams, 7).memory_bytes < 2**29  # the image preview (10k steps): well under 1 GB
+
+
+def test_old_checkpoints_without_shared_frames_still_load():
+    a = ReplayBuffer(6, (3,), 2)
+    _fill(a, 9)  # wrapped: the old layout's slots are not in time order
+    old = {"data/obs": a.gather(np.arange(6)).obs, "data/next_obs": a.gather(np.arange(6)).next_obs,
+           **{f"data/{k}": a._data[k].copy() for k in ("action", "reward", "terminal", "last")},
+           "meta": np.array([6, 9 % 6, 6, 9], np.int64)}
+    b = ReplayBuffer(6, (3,), 2)
+    b.load_state_dict(old)
+    assert len(b) == 6 and b.total_added == 9
+    for x, y in zip(a.gather(np.arange(6)), b.gather(np.arange(6))):
+        np.testing.assert_array_equal(x, y)  # the same transitions in the same slots

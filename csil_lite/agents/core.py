@@ -18,7 +18,7 @@ eq-online-equivalent), and with success-ending episodes the reward shift adds a 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -34,6 +34,7 @@ from csil_lite.config import AgentConfig
 from csil_lite.data.transitions import Transitions
 from csil_lite.distributions import tanh_normal
 from csil_lite.losses import actor_loss, critic_loss
+from csil_lite.nets.encoders import EndToEnd
 
 
 class Agent(NamedTuple):
@@ -55,6 +56,9 @@ class Agent(NamedTuple):
     critic_optim: optax.GradientTransformation
     reward_optim: optax.GradientTransformation
     action_dim: int
+    # which gradients train the encoders (`nets.encoders.ENCODER_TRAINING`): the optimisers above are already
+    # wrapped by it; `prepare` asks it for the critic's starting encoder and SARSA's optimiser
+    encoder_training: Any = EndToEnd()
 
     def resolve(self, bc_params, demos: Transitions, key: jax.Array) -> tuple["Agent", jax.Array]:
         """The agent with its components' setup resolved from the BC policy and the demonstrations, and the

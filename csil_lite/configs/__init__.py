@@ -33,15 +33,34 @@ def get(algo: str, budget: str) -> RunConfig:
     return module.get(budget)
 
 
+# From pixels: the image encoder of each algorithm (the seed paper's section III-B and Table II): CSIL++ has one
+# ResNet [16, 32, 64, 128] with spatial-softmax keypoints per camera; the original CSIL (and every other algorithm
+# here) one IMPALA-style network shared by the cameras.
+IMAGE_ENCODERS: dict[str, str] = {"csilpp": "resnet_per_camera"}
+PREVIEW_IMAGE_SIZE = 64  # preview frames (the paper's: 84); rendering and the encoders' cost grow with it
+
+
+def from_pixels(cfg: RunConfig) -> RunConfig:
+    """`cfg` learning from the cameras: obs 'image', its algorithm's image encoder (`IMAGE_ENCODERS`, else the
+    shared IMPALA network), frames of `PREVIEW_IMAGE_SIZE` in the preview (84 otherwise), and a replay no larger
+    than the run's env steps (frames cost ~1,000x a state: 2 x 84 x 84 x 3 bytes each)."""
+    size = PREVIEW_IMAGE_SIZE if cfg.budget == "preview" else 84
+    return with_overrides(cfg, obs="image", image_size=size, replay_capacity=min(cfg.replay_capacity, cfg.env_steps),
+                          nets={"encoder": IMAGE_ENCODERS.get(cfg.algo, "impala_shared")})
+
+
 def preset(budget: str = "preview", algo: str = "csil", **overrides: Any) -> RunConfig:
     """The named algorithm `algo` (a key of `ALGORITHMS`) at `budget`, with overrides.
 
     Budgets (`config.BUDGETS`): 'preview' (CPU minutes), 'reference' (the reference CSIL code's budget: 250k env
     steps, 25k BC, 5k SARSA steps) or 'paper' (the seed paper's Table II: `configs.base.paper`). Overrides:
     RunConfig fields; `agent` and `nets` take dicts of their fields. An unknown budget or algo is a `ValueError`
-    naming the choices.
+    naming the choices. `obs='image'` applies `from_pixels` before the other overrides.
     """
-    return with_overrides(get(algo, budget), **overrides)
+    cfg = get(algo, budget)
+    if overrides.get("obs") == "image":  # the algorithm's pixel configuration first, the explicit overrides after it
+        cfg = from_pixels(with_overrides(cfg, env_steps=overrides.get("env_steps", cfg.env_steps)))
+    return with_overrides(cfg, **overrides)
 
 
 # What `smoke` shrinks: step counts, evaluation and data, never a size (widths, features, batch, UTD, atoms,
@@ -58,4 +77,5 @@ def smoke(cfg: RunConfig) -> RunConfig:
     return with_overrides(cfg, final_eval_repeats=min(cfg.final_eval_repeats, 2), **steps)
 
 
-__all__ = ["ALGORITHMS", "BUDGETS", "SMOKE_STEPS", "get", "preset", "smoke", "with_overrides"]
+__all__ = ["ALGORITHMS", "BUDGETS", "IMAGE_ENCODERS", "PREVIEW_IMAGE_SIZE", "SMOKE_STEPS", "from_pixels", "get",
+           "preset", "smoke", "with_overrides"]

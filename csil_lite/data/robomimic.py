@@ -671,8 +671,10 @@ def load_transitions(
     max_episodes: int | None = None,
     terminal: TerminalMode = "done",
     derive_next_obs: bool = False,
+    as_dict: bool = False,
 ) -> Transitions:
-    """Flatten the low-dim `obs_keys` (in that order) of a robomimic file into `Transitions`.
+    """Flatten the low-dim `obs_keys` (in that order) of a robomimic file into `Transitions`; with `as_dict`, keep
+    them as a dict observation instead (images stay uint8 [T, H, W, 3], low-dim keys become float32 leaves).
 
     `next_action` pairs each step with the demonstrator's next action in the same episode (zeros and `last=1`
     at the end). Which final steps are absorbing (`terminal=1`, no bootstrap):
@@ -702,7 +704,7 @@ def load_transitions(
         raise DatasetError(f"{path}: filter key mask/{filter_key} selects no demos")
     first = ds.episodes[0]
     images = [k for k in keys if _is_image_key(k) or first.obs[k].ndim > 2]
-    if images:
+    if images and not as_dict:
         shapes = {k: first.obs[k].shape[1:] for k in images}
         raise DatasetError(
             f"{path}: load_transitions flattens low-dim keys only; {shapes} are images or multi-axis arrays "
@@ -718,8 +720,8 @@ def load_transitions(
             term = False
         eps.append(
             {
-                "obs": flatten_obs(ep.obs, keys),
-                "next_obs": flatten_obs(ep.next_obs, keys),
+                "obs": {k: ep.obs[k] for k in keys} if as_dict else flatten_obs(ep.obs, keys),
+                "next_obs": {k: ep.next_obs[k] for k in keys} if as_dict else flatten_obs(ep.next_obs, keys),
                 "actions": ep.actions,
                 "rewards": ep.rewards,
                 "terminal": term,

@@ -54,6 +54,29 @@ def make_env(name: str, *, seed: int | None = None, **kwargs: Any) -> gym.Env:
     raise _unknown(name)
 
 
+def env_kwargs(obs: str, image_size: int) -> dict[str, Any]:
+    """What `make_env` is told besides the task and seed for observation kind `obs` ('state' or 'image')."""
+    return {} if obs == "state" else {"obs": obs, "image_size": int(image_size)}
+
+
+def check_observation(task: str, obs: str) -> None:
+    """A clear error when task `task` cannot give observations of kind `obs`."""
+    from csil_lite.errors import UserError  # noqa: PLC0415
+
+    if obs != "state" and task in TOY_TASKS:
+        raise UserError(f"obs={obs!r} needs a robosuite task with cameras; {task!r} is a toy task (state only)")
+
+
+def dataset_keys(obs: str) -> tuple[tuple[str, ...], bool]:
+    """(the demonstration file's keys a run with observations `obs` reads, whether they stay a dict): robosuite's
+    low-dim state keys flattened, or its cameras' frames and proprioception as a dict observation."""
+    from csil_lite.envs.robosuite import CAMERAS, PROPRIO_KEYS, STATE_KEYS  # noqa: PLC0415  (no mujoco import)
+
+    if obs == "image":
+        return tuple(f"{c}_image" for c in CAMERAS) + PROPRIO_KEYS, True
+    return STATE_KEYS, False
+
+
 def make_expert(name: str, seed: int, **kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
     """Scripted expert `obs -> action` for a toy task, its noise seeded by `seed`.
 

@@ -101,11 +101,12 @@ def critic_ensemble(module: type[nn.Module], size: int, **kwargs) -> nn.Module:
 def unit_fan_in(params):
     """Weight normalisation as a projection: every Dense kernel [..., in, out] rescaled so that each output unit's
     fan-in vector (axis -2) has unit L2 norm. Biases and normalisation parameters are left alone; a leading
-    ensemble axis is fine (the norm is still over axis -2). Book: eq-ch6-wn."""
+    ensemble axis is fine (the norm is still over axis -2). An image encoder's params (under 'encoder') are not the
+    critic MLP's and are left alone too. Book: eq-ch6-wn."""
 
     def project(path, leaf):
         name = getattr(path[-1], "key", None)
-        if name == "kernel" and leaf.ndim >= 2:
+        if name == "kernel" and leaf.ndim >= 2 and not any(getattr(k, "key", None) == "encoder" for k in path):
             return leaf / jnp.linalg.norm(leaf, axis=-2, keepdims=True)
         return leaf
 

@@ -166,3 +166,59 @@ def random_shift(key: jax.Array, images: jax.Array, pad: int) -> jax.Array:
     offsets = jax.random.randint(key, (n, 2), 0, 2 * pad + 1)
     crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))  # noqa: E731
     return jax.vmap(crop)(padded, offsets)
+
+
+# --- Which gradients train an encoder (`NetworkConfig.encoder_training`) -------------------------------------
+# The policy, the critic and the reward (the policy's own copy, refined) each hold an encoder under the name
+# "encoder". The reference CSIL code (csil_reference.md section 5.9) trains the encoder in BC, copies its params
+# into the critic and the reward, and stops its gradient in the RL phase; the seed paper says nothing else, so
+# that is the default here. The alternative trains every copy by its own network's loss from its BC start.
+
+
+def _is_encoder(path) -> bool:
+    return any(getattr(k, "key", None) == "encoder" for k in path)
+
+
+def encoder_labels(params):
+    """'frozen' for every param under a module named 'encoder', 'train' for the rest (for optax.multi_transform)."""
+    return jax.tree_util.tree_map_with_path(lambda p, _: "frozen" if _is_encoder(p) else "train", params)
+
+
+class FrozenAfterBC:
+    """BC trains the policy's encoder; the critic starts from a copy of it (every ensemble member); in the RL phase
+    (SARSA pretraining and online) no optimiser moves any encoder param: their updates are zero, so XLA drops the
+    backward pass through the encoder. With a parameter-free encoder (`Flatten`) it changes nothing."""
+
+    def optimiser(self, tx):
+        import optax  # noqa: PLC0415
+
+        return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, encoder_labels)
+
+    def share(self, policy_variables: dict, critic_variables: dict) -> dict:
+        """`critic_variables` with the policy's encoder params in place of its own (broadcast over an ensemble)."""
+        source = policy_variables.get("params", {}).get("encoder")
+        params = critic_variables.get("params", {})
+        if source is None or "encoder" not in params:
+            return critic_variables
+        copied = jax.tree.map(lambda c, p: jnp.broadcast_to(p, c.shape).astype(c.dtype), params["encoder"], source)
+        return {**critic_variables, "params": {**params, "encoder": copied}}
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+
+class EndToEnd(FrozenAfterBC):
+    """Every network's encoder trained by its own loss (the policy's by BC, then by the actor loss; the critic's,
+    initialised afresh, by the Bellman loss; the reward's by its refinement): three encoders that drift apart."""
+
+    def optimiser(self, tx):
+        return tx
+
+    def share(self, policy_variables: dict, critic_variables: dict) -> dict:
+        return critic_variables
+
+
+ENCODER_TRAINING = {"frozen_after_bc": FrozenAfterBC, "end_to_end": EndToEnd}

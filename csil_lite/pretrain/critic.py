@@ -89,9 +89,12 @@ def pretrain_critic(
     chunk: int = 500,
     progress: bool = True,
     checkpoint_dir=None,
+    optimiser=None,
 ) -> CriticPretrainResult:
     """SARSA on the demonstrations with fixed per-transition rewards (the BC policy's coherent reward).
 
+    `optimiser`: wraps the Adam step (e.g. `nets.encoders.FrozenAfterBC.optimiser`, which keeps a shared image
+    encoder fixed); None: plain Adam.
     The critic component brings its passes, head, penalty and projection (weight normalisation, applied to the
     params at initialisation and after every step). `checkpoint_dir`: save the training state after every chunk
     there and resume from it (`pretrain.bc.scan_in_chunks`).
@@ -103,7 +106,8 @@ def pretrain_critic(
     data = jax.tree.map(jnp.asarray, demos)
     step = make_sarsa_step(critic, gamma=gamma, tau=tau, batch_size=batch_size, grad_penalty=grad_penalty)
     critic_params = {**critic_params, "params": critic.project(critic_params["params"])}
-    state = TrainState.create(critic_params, optax.adam(learning_rate), target=True)
+    tx = optax.adam(learning_rate)
+    state = TrainState.create(critic_params, tx if optimiser is None else optimiser(tx), target=True)
     state, losses = scan_in_chunks(step, state, jax.random.PRNGKey(seed), steps, chunk=chunk, desc="critic SARSA",
                                    progress=progress, data=(data, rows, jnp.asarray(demo_rewards, jnp.float32)),
                                    checkpoint_dir=checkpoint_dir)
