@@ -188,8 +188,11 @@ def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
     """The agent a run configures, for observations of `obs_spec` and `action_dim` actions (components not yet
     resolved: call `Agent.resolve` with the BC params and the demonstrations, or `with_setup` on a resume)."""
     critic_steps = max(1, (cfg.env_steps - cfg.learning_starts) * cfg.agent.utd)
-    return agent_of(cfg.agent, make_policy(cfg.nets, action_dim, obs_spec), critic_of(cfg.nets, obs_spec),
-                    action_dim, critic_steps, encoder_training_of(cfg.nets))
+    agent = agent_of(cfg.agent, make_policy(cfg.nets, action_dim, obs_spec), critic_of(cfg.nets, obs_spec),
+                     action_dim, critic_steps, encoder_training_of(cfg.nets))
+    # convolutions on a CPU: the UTD critic steps unrolled instead of looped (`obs.unroll_loops`)
+    convolves = cfg.nets.encoder not in PARAMETER_FREE_ENCODERS
+    return agent._replace(unroll_critic_steps=convolves and jax.default_backend() == "cpu")
 
 
 def make_composition(base: BaseConfig) -> Any:

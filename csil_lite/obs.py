@@ -76,6 +76,19 @@ def stack(items: Sequence[Obs]) -> Obs:
     return jax.tree.map(lambda *xs: np.stack(xs), *items)
 
 
+def has_images(obs: Obs, batch_ndim: int = 1) -> bool:
+    """Whether any leaf is an image: uint8 with three axes (H, W, C) after the `batch_ndim` batch axes."""
+    return any(np.ndim(x) == batch_ndim + 3 and np.dtype(getattr(x, "dtype", np.float32)) == np.uint8
+               for x in jax.tree.leaves(obs))
+
+
+def unroll_loops(obs: Obs, batch_ndim: int = 1) -> bool:
+    """Whether repeated training steps on these observations should run as a Python loop of jitted steps rather
+    than inside `lax.scan`: yes for images on a CPU, where XLA runs the encoders' convolutions inside a loop about
+    27x slower (`pretrain.bc.scan_in_chunks`)."""
+    return has_images(obs, batch_ndim) and jax.default_backend() == "cpu"
+
+
 def shapes(obs: Obs) -> Any:
     """The leaves' shapes, for messages."""
     return jax.tree.map(np.shape, obs)

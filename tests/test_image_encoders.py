@@ -101,3 +101,92 @@ def test_the_encoder_is_a_configuration_field():
     assert cfg.nets.encoder == "resnet_per_camera"
     with pytest.raises(ValueError):
         preset("preview", nets={"encoder": "vit"})
+
+
+def _image_demos(n_episodes=2, t=12, seed=0):
+    """Episodes with a uint8 camera [32, 32, 3] (the ResNet's four stride-2 stages leave a 2 x 2 map for the spatial
+    softmax; an 8 x 8 frame would leave one pixel, whose keypoint is constant) and a float state giving the action."""
+    from csil_lite.data.transitions import episodes_to_transitions
+
+    rng = np.random.default_rng(seed)
+    eps = []
+    for _ in range(n_episodes):
+        state = rng.uniform(-1, 1, (t + 1, 3)).astype(np.float32)
+        cam = rng.integers(0, 256, (t + 1, 32, 32, 3), dtype=np.uint8)
+        obs = {"cam_image": cam, "state": state}
+        eps.append({"obs": jax.tree.map(lambda x: x[:-1], obs), "next_obs": jax.tree.map(lambda x: x[1:], obs),
+                    "actions": np.tanh(state[:-1, :2]), "terminal": False})
+    return episodes_to_transitions(eps)
+
+
+def _max_change(a, b) -> float:
+    return max(float(jnp.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("training", ["frozen_after_bc", "end_to_end"])
+def test_which_gradients_train_the_encoders(training):
+    """Frozen after BC (the reference's design): the critic starts from the BC encoder (in every ensemble member)
+    and no RL step, SARSA included, moves any encoder; end to end: the critic's encoder is its own and every
+    network's encoder moves with its loss. The rest of each network moves in both."""
+    from csil_lite.agents.core import make_update
+    from csil_lite.configs import preset
+    from csil_lite.loop import prepare
+    from csil_lite.replay import ReplayBuffer, mixed_batch
+
+    demos = _image_demos()
+    cfg = preset("preview", algo="csilpp", bc_steps=40, critic_pretrain_steps=5, bc_batch=8,
+                 agent=dict(n_demo=4, n_online=4),
+                 nets=dict(encoder="resnet_per_camera", encoder_training=training, policy_hidden=(16,), features=16,
+                           critic_hidden=(16,), critic_atoms=11))
+    setup = prepare(cfg, demos, progress=False)
+    bc_enc = setup.state.prior["params"]["encoder"]
+    critic_enc = setup.state.critic.params["encoder"]
+    assert setup.agent.critic.size == 2
+    shared = _max_change(jax.tree.map(lambda c: c[1], critic_enc), bc_enc) == 0.0  # ensemble member 1 == BC's
+    assert shared == (training == "frozen_after_bc")
+    replay = ReplayBuffer(50, demos.obs_spec, 2)
+    replay.add(demos.obs, demos.action, demos.reward, demos.next_obs, demos.terminal, demos.last)
+    batch = jax.tree.map(jnp.asarray, mixed_batch(demos, replay, 4, 4, np.random.default_rng(0), utd=cfg.agent.utd))
+    update, state = make_update(setup.agent), setup.state
+    for i in range(2):
+        state, _ = update(state, batch, jax.random.PRNGKey(i))
+    for name in ("actor", "critic", "reward"):
+        before, after = getattr(setup.state, name).params, getattr(state, name).params
+        rest = {k: v for k, v in after.items() if k != "encoder"}
+        assert _max_change(rest, {k: before[k] for k in rest}) > 0, name
+        moved = _max_change(after["encoder"], before["encoder"])
+        assert (moved == 0.0) == (training == "frozen_after_bc"), (name, moved)
+
+
+def test_weight_norm_projects_the_critic_mlp_not_the_encoder():
+    from csil_lite.nets.critic import unit_fan_in
+
+    params = {"encoder": {"Conv_0": {"kernel": jnp.full((3, 3, 2, 4), 3.0)}}, "Dense_0": {"kernel": jnp.full((5, 4), 3.0)}}
+    out = unit_fan_in(params)
+    np.testing.assert_array_equal(out["encoder"]["Conv_0"]["kernel"], params["encoder"]["Conv_0"]["kernel"])
+    np.testing.assert_allclose(jnp.linalg.norm(out["Dense_0"]["kernel"], axis=0), 1.0, rtol=1e-6)
+
+
+def test_image_observations_need_a_robosuite_task_and_frames_in_the_file(tmp_path):
+    from csil_lite.configs import preset
+    from csil_lite.data.robomimic import DatasetError
+    from csil_lite.errors import UserError
+    from csil_lite.loop import load_demos, train
+
+    with pytest.raises(UserError, match="toy task"):
+        train(preset("preview", task="pointmass-reach", obs="image"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    from csil_lite.data.robomimic import Episode, write_dataset
+
+    t = 5
+    ep = Episode(actions=np.zeros((t, 7), np.float32), rewards=np.zeros(t, np.float32),
+                 dones=np.zeros(t, np.int64),
+                 obs={k: np.zeros((t, d), np.float32) for k, d in (("robot0_eef_pos", 3), ("robot0_eef_quat", 4),
+                                                                   ("robot0_gripper_qpos", 2), ("object", 10))},
+                 next_obs={k: np.zeros((t, d), np.float32) for k, d in (("robot0_eef_pos", 3), ("robot0_eef_quat", 4),
+                                                                        ("robot0_gripper_qpos", 2), ("object", 10))})
+    write_dataset(tmp_path / "states.hdf5", [ep], {"env_name": "Lift", "type": 1, "env_kwargs": {}})
+    cfg = preset("preview", algo="csilpp", task="lift", obs="image", demos_path=str(tmp_path / "states.hdf5"),
+                 num_demos=1)
+    with pytest.raises(DatasetError, match="agentview_image.*csil-lite demos render"):
+        load_demos(cfg)

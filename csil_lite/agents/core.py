@@ -59,6 +59,8 @@ class Agent(NamedTuple):
     # which gradients train the encoders (`nets.encoders.ENCODER_TRAINING`): the optimisers above are already
     # wrapped by it; `prepare` asks it for the critic's starting encoder and SARSA's optimiser
     encoder_training: Any = EndToEnd()
+    # unroll the UTD loop (XLA's CPU backend runs convolutions inside a loop ~27x slower; `obs.unroll_loops`)
+    unroll_critic_steps: bool = False
 
     def resolve(self, bc_params, demos: Transitions, key: jax.Array) -> tuple["Agent", jax.Array]:
         """The agent with its components' setup resolved from the BC policy and the demonstrations, and the
@@ -227,7 +229,7 @@ def update(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, 
     def body(s, xs):
         return critic_step(agent, s, *xs)
 
-    state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:], latents))
+    state, critic_metrics = jax.lax.scan(body, state, (batch, keys[1:], latents), unroll=agent.unroll_critic_steps)
     critic_metrics = jax.tree.map(jnp.mean, critic_metrics)
     if agent.normaliser.active:  # a component's static property: which metrics exist, not what is computed
         critic_metrics["return_scale"] = state.return_scale

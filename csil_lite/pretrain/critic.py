@@ -110,6 +110,7 @@ def pretrain_critic(
     state = TrainState.create(critic_params, tx if optimiser is None else optimiser(tx), target=True)
     state, losses = scan_in_chunks(step, state, jax.random.PRNGKey(seed), steps, chunk=chunk, desc="critic SARSA",
                                    progress=progress, data=(data, rows, jnp.asarray(demo_rewards, jnp.float32)),
+                                   unrolled=obs_lib.unroll_loops(data.obs),
                                    checkpoint_dir=checkpoint_dir)
     return CriticPretrainResult(state.variables, state.target_variables, losses)
 
