@@ -92,6 +92,15 @@ def policy_inputs(task: StripTask, dim: int | None, *, seed: int, oracle_scale: 
     return np.float32(input_scale) * x_demo, np.float32(input_scale) * x_online
 
 
+def _setup(dim, seed: int, hidden, n_demo: int, inputs: dict):
+    """(strip task, demo inputs, online inputs, HetStat policy) of one gap experiment."""
+    from csil_lite.nets import HetStatPolicy
+
+    task = strip_task(n_demo, seed=seed)
+    x_demo, x_online = policy_inputs(task, dim, seed=seed, **inputs)
+    return task, x_demo, x_online, HetStatPolicy(2, hidden=tuple(hidden), bottleneck=12, features=128)
+
+
 def gap_run(dim: int | None, *, seed: int = 0, steps: int = 1000, hidden=(128, 128), n_demo: int = 1024,
             **inputs) -> GapResult:
     """BC on the strip task from the state (`dim=None`) or a `dim`-dimensional embedding; the gap and NN ratios.
@@ -100,12 +109,9 @@ def gap_run(dim: int | None, *, seed: int = 0, steps: int = 1000, hidden=(128, 1
     last multiplies whatever the policy sees: a control for the input's scale against the HetStat kernel's
     initial length-scale, which the trunk must learn to bridge).
     """
-    from csil_lite.nets import HetStatPolicy
     from csil_lite.pretrain import train_bc
 
-    task = strip_task(n_demo, seed=seed)
-    x_demo, x_online = policy_inputs(task, dim, seed=seed, **inputs)
-    policy = HetStatPolicy(2, hidden=tuple(hidden), bottleneck=12, features=128)
+    task, x_demo, x_online, policy = _setup(dim, seed, hidden, n_demo, inputs)
     fit = train_bc(policy, x_demo, task.demo_actions, steps=steps, seed=seed, progress=False)
     gap = dg.entropy_gap(policy, fit.params, x_demo, x_online).gap
     on, off = dg.stage_outputs(policy, fit.params, x_demo), dg.stage_outputs(policy, fit.params, x_online)
@@ -122,12 +128,9 @@ def gap_over_training(dim: int | None, *, seed: int = 0, steps: int = 1000, ever
                       n_demo: int = 1024, **inputs) -> dict[str, np.ndarray]:
     """The thesis's Fig. 6.4 in miniature: mean latent entropy at expert and at online states every `every` BC
     steps. Returns {"steps", "entropy_on", "entropy_off"} (arrays over the evaluations, step 0 included)."""
-    from csil_lite.nets import HetStatPolicy
     from csil_lite.pretrain import train_bc
 
-    task = strip_task(n_demo, seed=seed)
-    x_demo, x_online = policy_inputs(task, dim, seed=seed, **inputs)
-    policy = HetStatPolicy(2, hidden=tuple(hidden), bottleneck=12, features=128)
+    task, x_demo, x_online, policy = _setup(dim, seed, hidden, n_demo, inputs)
     rows = []
 
     def measure(done: int, params) -> None:

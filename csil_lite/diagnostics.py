@@ -294,8 +294,9 @@ def exact_head_std(policy, params, fit_obs, query_obs) -> np.ndarray:
     """
     import jax.numpy as jnp
 
-    feats = lambda o: np.asarray(policy.apply(params, jnp.asarray(o), method=lambda m, x: m.stationary_features(  # noqa: E731
-        m.encoder(x) if m.encoder is not None else x)), np.float64)
+    def feats(o):
+        return np.asarray(stage_outputs(policy, params, jnp.asarray(o))["features"], np.float64)
+
     phi, f_query = feats(fit_obs), feats(query_obs)
     root_prior = np.sqrt(policy.prior_variance)
     _, std_fit = policy.apply(params, jnp.asarray(fit_obs))

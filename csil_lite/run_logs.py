@@ -14,9 +14,10 @@ at the row's env step (`step`); `wall_time` is logged as `time/wall_s`.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from csil_lite.errors import UserError
 
@@ -49,6 +50,17 @@ class TensorBoardLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextmanager
+def eval_log(run_dir: str | Path, tensorboard: bool) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """The `on_eval` sink a run asked for, closed when the block ends: a `TensorBoardLog` in RUN_DIR/tensorboard,
+    or None (no sink) without `tensorboard`."""
+    if not tensorboard:
+        yield None
+        return
+    with TensorBoardLog(Path(run_dir) / "tensorboard") as log:
+        yield log
 
 
 def read_scalars(logdir: str | Path) -> dict[str, list[tuple[int, float]]]:

@@ -102,16 +102,12 @@ def run_job(job: Job) -> Outcome:
     from csil_lite.config import RunConfig
     from csil_lite.loop import train
 
-    from contextlib import nullcontext
-
-    from csil_lite.run_logs import TensorBoardLog
+    from csil_lite.run_logs import eval_log
 
     t0 = time.perf_counter()
     try:
-        log = TensorBoardLog(Path(job.run_dir) / "tensorboard") if job.tensorboard else nullcontext()
-        with log:
-            summary = train(RunConfig.from_dict(job.config), job.run_dir, progress=False,
-                            on_eval=log if job.tensorboard else None)
+        with eval_log(job.run_dir, job.tensorboard) as log:
+            summary = train(RunConfig.from_dict(job.config), job.run_dir, progress=False, on_eval=log)
     except Exception as err:  # noqa: BLE001 - reported per run; the sweep goes on
         msg = f"{type(err).__name__}: {err}"
         Path(job.run_dir).mkdir(parents=True, exist_ok=True)

@@ -160,15 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     from csil_lite.data.robomimic import DatasetError
     from csil_lite.loop import train  # heavy imports only once the arguments are valid
 
-    from contextlib import nullcontext
-    from pathlib import Path
+    from csil_lite.run_logs import eval_log
 
-    from csil_lite.run_logs import TensorBoardLog
-
-    log = TensorBoardLog(Path(args.out) / "tensorboard") if args.tensorboard else nullcontext()
     try:
-        with log:
-            summary = train(cfg, args.out, resume=not args.no_resume, on_eval=log if args.tensorboard else None)
+        with eval_log(args.out, args.tensorboard) as log:
+            summary = train(cfg, args.out, resume=not args.no_resume, on_eval=log)
     except DatasetError as err:  # the only file a run reads is the demonstrations file
         raise UserError(f"--demos: {err}") from err
     summary.pop("state", None)

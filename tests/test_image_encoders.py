@@ -190,3 +190,28 @@ def test_image_observations_need_a_robosuite_task_and_frames_in_the_file(tmp_pat
                  num_demos=1)
     with pytest.raises(DatasetError, match="agentview_image.*csil-lite demos render"):
         load_demos(cfg)
+
+
+def test_unrolled_chunks_compute_what_the_scan_computes():
+    """Image training steps on a CPU run as a Python loop of jitted steps (`obs.unroll_loops`); the numbers are the
+    scan's up to float association."""
+    import optax
+
+    from csil_lite import obs as obs_lib
+    from csil_lite.assembly import make_policy
+    from csil_lite.configs import preset
+    from csil_lite.pretrain.bc import make_bc_step, scan_in_chunks
+
+    demos = _image_demos(n_episodes=1, t=16)
+    assert obs_lib.has_images(demos.obs) and not obs_lib.has_images(demos.obs["state"])
+    assert obs_lib.unroll_loops(demos.obs) == (jax.default_backend() == "cpu")
+    cfg = preset("preview", algo="csilpp", nets=dict(encoder="resnet_per_camera", policy_hidden=(16,), features=16))
+    policy = make_policy(cfg.nets, 2, demos.obs_spec)
+    params = policy.init(jax.random.PRNGKey(0), jax.tree.map(lambda x: x[:1], demos.obs))
+    opt = optax.adam(1e-3)
+    step = make_bc_step(policy, opt, 4)
+    data = (jax.tree.map(jnp.asarray, demos.obs), jnp.asarray(demos.action))
+    runs = [scan_in_chunks(step, (params, opt.init(params)), jax.random.PRNGKey(1), 6, chunk=3, desc="", progress=False,
+                           data=data, unrolled=u) for u in (False, True)]
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-4, atol=1e-5)
+    assert _max_change(runs[0][0][0], runs[1][0][0]) < 1e-3
