@@ -85,6 +85,10 @@ CORPUS: list[tuple[list[str], list[str]]] = [
     (["train", *SMALL, "--seed", "abc"], ["--seed", "abc", "integer"]),
     (["train", *SMALL, "--env-steps", "0"], ["--env-steps", "0", ">= 1"]),
     (["train", *SMALL, "--frobnicate"], ["unrecognized", "--frobnicate"]),
+    (["train", *SMALL, "--obs", "video"], ["--obs", "video", "image"]),
+    (["train", *SMALL, "--obs", "image"], ["obs", "image", "toy task"]),
+    (["train", "--task", "lift", "--obs", "image", "--demos", "lift.hdf5", "--num-demos", "2", "--out", "newrun"],
+     ["--demos", "agentview_image", "demos render"]),
     # --- train: files
     (["train", "--task", "lift", "--demos", "missing.hdf5", "--out", "newrun"],
      ["--demos", "missing.hdf5", "no such"]),
