@@ -55,6 +55,18 @@ def random_obs(spec: dict, lead: tuple[int, ...], rng: np.random.Generator) -> d
 RESULTS: list[dict] = []
 
 
+def machine() -> str:
+    """The CPU's model name and core count (Linux), else what `platform` knows, and jax's backend."""
+    import os
+
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, jax on {jax.devices()[0].platform}"
+
+
 def median_time(fn, rounds: int) -> float:
     jax.block_until_ready(fn())  # compile
     times = []
@@ -145,7 +157,7 @@ def main() -> None:
             learner(size, batch, args.rounds)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].platform}",
+            json.dump({"machine": machine(),
                        "jax": jax.__version__, "results": RESULTS}, f, indent=1)
 
 
