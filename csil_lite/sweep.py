@@ -16,11 +16,17 @@ A sweep file holds the same fields (flags given as well override it):
     env_steps = 2000
     "agent.beta" = 0.1
 
+    [grid]                # every combination of these values is a variant of every run (a suffix names it)
+    "base.compose" = ["ensemble", "residual"]
+
     [resources]           # what Ray reserves per run
     cpus = 1
     gpus = 0
 
-Every run is `loop.train(config, OUT/<algo>_<task>_<seed>)`, so a sweep is resumable exactly as a run is: a run
+A string in [set] may name the run's task as `{task}` (`demos_path = "demos/{task}_200.hdf5"`). The sweep files
+of the paper's figures and tables and of the book's stored runs are in `sweeps/` (chapter 11).
+
+Every run is `loop.train(config, OUT/<algo>_<task>_<seed>[__variant])`, so a sweep is resumable exactly as a run is: a run
 whose `summary.json` exists is skipped, an interrupted one resumes from its checkpoint. Ray (`pip install
 csil-lite[sweep]`) starts a local cluster of `--workers` CPUs, or joins the cluster at `RAY_ADDRESS` when that is
 set; `--local` runs the same grid in a process pool without Ray. A failing run is reported (and its error written
@@ -30,6 +36,7 @@ to `sweep_error.txt` in its directory) without stopping the others; the command 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -64,9 +71,40 @@ class Outcome:
     summary: dict = field(default_factory=dict)
 
 
+def _variants(vary: dict[str, list] | None) -> list[tuple[str, dict[str, Any]]]:
+    """(name suffix, overrides) for every combination of the `vary` fields' values (one empty variant without)."""
+    if not vary:
+        return [("", {})]
+    for key, values in vary.items():
+        if not isinstance(values, list) or not values:
+            raise UserError(f"sweep: [grid] {key} must be a non-empty list of values, got {values!r}")
+    out = []
+    for combo in itertools.product(*vary.values()):
+        tag = "__".join(f"{k.split('.')[-1]}-{v}" for k, v in zip(vary, combo))
+        out.append(("__" + "".join(c if c.isalnum() or c in "-._" else "_" for c in tag), dict(zip(vary, combo))))
+    return out
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"agent.beta": 0.1, "env_steps": 5} -> {"agent": {"beta": 0.1}, "env_steps": 5}."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        group, _, name = key.rpartition(".")
+        if group:
+            out.setdefault(group, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
 def grid(algos: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], *, preset_name: str = "preview",
-         overrides: dict[str, Any] | None = None) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
-    """(name, RunConfig) for every algo x task x seed, each the preset with the shared overrides."""
+         overrides: dict[str, Any] | None = None, vary: dict[str, list] | None = None
+         ) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
+    """(name, RunConfig) for every algo x task x seed x variant, each the preset with the shared overrides.
+
+    `vary` (a sweep file's [grid]): field -> list of values; every combination is a variant, named by a suffix
+    (`csilpp_lift_0__compose-residual`). A string override may name the run's task as `{task}` (e.g.
+    `demos_path = "demos/{task}_200.hdf5"`)."""
     from csil_lite.configs import preset
     from csil_lite.train import GROUPS
 
@@ -75,12 +113,19 @@ def grid(algos: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], *, pr
     for algo in algos:
         for task in tasks:
             for seed in seeds:
-                over = {k: (dict(v) if k in GROUPS else v) for k, v in overrides.items()}
-                try:
-                    cfg = preset(preset_name, algo=algo, task=task, seed=int(seed), **over)
-                except (ValueError, TypeError) as err:
-                    raise UserError(f"sweep run {algo}_{task}_{seed}: {err}") from err
-                out.append((f"{algo}_{task}_{seed}", cfg))
+                for suffix, variant in _variants(vary):
+                    over = {k: (dict(v) if k in GROUPS else v) for k, v in overrides.items()}
+                    for k, v in _nest(variant).items():
+                        over[k] = {**over.get(k, {}), **v} if k in GROUPS else v
+                    over = {k: ({f: (x.format(task=task) if isinstance(x, str) else x) for f, x in v.items()}
+                                if k in GROUPS else (v.format(task=task) if isinstance(v, str) else v))
+                            for k, v in over.items()}
+                    name = f"{algo}_{task}_{seed}{suffix}"
+                    try:
+                        cfg = preset(preset_name, algo=algo, task=task, seed=int(seed), **over)
+                    except (ValueError, TypeError, KeyError) as err:
+                        raise UserError(f"sweep run {name}: {err}") from err
+                    out.append((name, cfg))
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise UserError(f"sweep: repeated runs in the grid ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
@@ -188,10 +233,17 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
         spec = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"sweep file {str(p)!r}: {err}") from err
-    unknown = set(spec) - {"sweep", "set", "resources"}
+    unknown = set(spec) - {"sweep", "set", "grid", "resources"}
     if unknown:
         raise UserError(f"sweep file {str(p)!r}: unknown tables {sorted(unknown)}; expected [sweep], [set], "
-                        "[resources]")
+                        "[grid], [resources]")
+    from csil_lite.train import GROUPS
+
+    for key in spec.get("grid", {}):
+        group = key.rpartition(".")[0]
+        if group and group not in GROUPS:
+            raise UserError(f"sweep file {str(p)!r}: [grid] {key}: unknown section {group!r}; expected one of "
+                            f"{sorted(GROUPS)}")
     bad = set(spec.get("sweep", {})) - SWEEP_KEYS
     if bad:
         raise UserError(f"sweep file {str(p)!r}: unknown [sweep] keys {sorted(bad)}; expected {sorted(SWEEP_KEYS)}")
@@ -199,6 +251,24 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     if bad:
         raise UserError(f"sweep file {str(p)!r}: unknown [resources] keys {sorted(bad)}; expected cpus, gpus")
     return spec
+
+
+def runs_of_file(path: str | Path, extra_set: Iterable[str] = (), **flags: Any) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
+    """The (name, RunConfig) runs of sweep file `path`; `flags` (algos, tasks, seeds, preset) and `extra_set`
+    ("FIELD=JSON" items) override the file's, as `csil-lite sweep FILE --algos ... --set ...` does."""
+    from csil_lite.train import parse_overrides
+
+    spec = read_sweep_file(path) if path else {}
+    sw = spec.get("sweep", {})
+    picked = {k: flags.get(k) or sw.get(k) for k in ("algos", "tasks", "seeds")}
+    missing = [n for n, v in picked.items() if not v]
+    if missing:
+        raise UserError(f"sweep: no {', '.join(missing)}; pass --{' --'.join(missing)} or a sweep file with them")
+    items = [f"{k}={json.dumps(v)}" for k, v in spec.get("set", {}).items()] + list(extra_set)
+    overrides, _ = parse_overrides(items)
+    return grid(picked["algos"], picked["tasks"], picked["seeds"],
+                preset_name=flags.get("preset") or sw.get("preset", "preview"), overrides=overrides,
+                vary=spec.get("grid"))
 
 
 def build_parser() -> ArgumentParser:
@@ -222,19 +292,10 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from csil_lite.train import parse_overrides
-
     args = build_parser().parse_args(argv)
-    spec = read_sweep_file(args.file) if args.file else {}
-    sw, res = spec.get("sweep", {}), spec.get("resources", {})
-    algos, tasks, seeds = args.algos or sw.get("algos"), args.tasks or sw.get("tasks"), args.seeds or sw.get("seeds")
-    missing = [n for n, v in (("algos", algos), ("tasks", tasks), ("seeds", seeds)) if not v]
-    if missing:
-        raise UserError(f"sweep: no {', '.join(missing)}; pass --{' --'.join(missing)} or a sweep file with them")
-    items = [f"{k}={json.dumps(v)}" for k, v in spec.get("set", {}).items()] + args.set
-    overrides, _ = parse_overrides(items)
+    res = read_sweep_file(args.file).get("resources", {}) if args.file else {}
     check_output_path("--out", args.out, directory=True)
-    runs = grid(algos, tasks, seeds, preset_name=args.preset or sw.get("preset", "preview"), overrides=overrides)
+    runs = runs_of_file(args.file, args.set, algos=args.algos, tasks=args.tasks, seeds=args.seeds, preset=args.preset)
     jobs = jobs_for(runs, args.out, tensorboard=args.tensorboard)
     if args.dry_run:
         for j in jobs:

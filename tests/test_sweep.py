@@ -59,6 +59,35 @@ def test_sweep_file_is_checked(tmp_path):
         read_sweep_file(tmp_path / "none.toml")
 
 
+def test_grid_variants_and_the_task_placeholder(tmp_path):
+    runs = grid(["csilpp"], ["lift", "can"], [0], overrides={"demos_path": "demos/{task}_200.hdf5"},
+                vary={"agent.beta": [0.01, 0.3], "base.chunk": [5]})
+    names = [n for n, _ in runs]
+    assert names == [f"csilpp_{t}_0__beta-{b}__chunk-5" for t in ("lift", "can") for b in (0.01, 0.3)]
+    assert [cfg.demos_path for _, cfg in runs] == ["demos/lift_200.hdf5"] * 2 + ["demos/can_200.hdf5"] * 2
+    assert [cfg.agent.beta for _, cfg in runs] == [0.01, 0.3, 0.01, 0.3] and {c.base.chunk for _, c in runs} == {5}
+    with pytest.raises(UserError, match="non-empty list"):
+        grid(["csil"], ["lift"], [0], vary={"agent.beta": 0.3})
+    bad = tmp_path / "g.toml"
+    bad.write_text('[sweep]\nalgos = ["bc"]\n[grid]\n"critic.beta" = [1]\n')
+    with pytest.raises(UserError, match="unknown section 'critic'"):
+        read_sweep_file(bad)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("sweeps/*.toml")), ids=lambda p: p.name)
+def test_the_shipped_sweep_files_expand_into_valid_runs(path):
+    """Every sweep file in sweeps/ (the paper's figures and tables, the book's stored runs) reads, and its grid is
+    a list of valid configurations with the runs its comment promises."""
+    import re
+
+    from csil_lite.sweep import runs_of_file
+
+    runs = runs_of_file(path)
+    promised = re.search(r"(\d+) runs", path.read_text())
+    assert promised and len(runs) == int(promised.group(1)), (len(runs), path.name)
+    assert all("{task}" not in str(cfg.to_dict()) for _, cfg in runs)
+
+
 @pytest.mark.slow
 def test_local_sweep_resumes_an_interrupted_run_and_reports_failures(tmp_path, one_by_one):
     runs = grid(["csil"], [TASK], [0, 1], overrides=TINY)
