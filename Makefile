@@ -45,7 +45,7 @@ book: $(STAMP)
 ## installed package: the copy is not on their path).
 notebooks: $(STAMP)
 	rm -rf $(SCRATCH) && mkdir -p $(SCRATCH)
-	cp -r book _config.yml _toc.yml references.bib csil_lite $(SCRATCH)/
+	cp -r book _config.yml _toc.yml references.bib csil_lite sweeps $(SCRATCH)/
 	$(BIN)/python scripts/convert_chapters.py $(SCRATCH)/book
 
 ## The test command: pytest runs the unit tests and every chapter (nbmake, preview mode) in one session.

@@ -86,6 +86,14 @@ def artefacts_dir() -> Path:
     return Path("_artefacts")
 
 
+def sweeps_dir() -> Path:
+    """The repository's sweep files (`sweeps/`, chapter 11), from the book's folder or the repository root."""
+    for candidate in (Path("..") / "sweeps", Path("sweeps")):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("no sweeps/ folder next to the book: run the chapter from the repository")
+
+
 def environment_report() -> dict[str, str]:
     """Versions and devices, for chapter 0 and for bug reports."""
     import importlib.metadata as md
