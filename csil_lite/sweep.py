@@ -60,6 +60,7 @@ class Job:
     config: dict
     run_dir: str
     tensorboard: bool = False
+    wandb: bool = False  # an offline W&B run in RUN_DIR/wandb
 
 
 @dataclass
@@ -134,8 +135,9 @@ def grid(algos: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], *, pr
     return out
 
 
-def jobs_for(runs: list[tuple[str, Any]], out: str | Path, *, tensorboard: bool = False) -> list[Job]:
-    return [Job(name, cfg.to_dict(), str(Path(out) / name), tensorboard) for name, cfg in runs]
+def jobs_for(runs: list[tuple[str, Any]], out: str | Path, *, tensorboard: bool = False,
+             wandb: bool = False) -> list[Job]:
+    return [Job(name, cfg.to_dict(), str(Path(out) / name), tensorboard, wandb) for name, cfg in runs]
 
 
 def finished(job: Job) -> bool:
@@ -151,7 +153,7 @@ def run_job(job: Job) -> Outcome:
 
     t0 = time.perf_counter()
     try:
-        with eval_log(job.run_dir, job.tensorboard) as log:
+        with eval_log(job.run_dir, job.tensorboard, job.wandb, job.config) as log:
             summary = train(RunConfig.from_dict(job.config), job.run_dir, progress=False, on_eval=log)
     except Exception as err:  # noqa: BLE001 - reported per run; the sweep goes on
         msg = f"{type(err).__name__}: {err}"
@@ -286,6 +288,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--cpus", type=float, default=None, help="CPUs Ray reserves per run (default 1)")
     p.add_argument("--gpus", type=float, default=None, help="GPUs (or a fraction) Ray reserves per run")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is finished; run nothing")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log each run's evaluations to an offline W&B run in RUN_DIR/wandb")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log each run's evaluations as TensorBoard scalars in RUN_DIR/tensorboard")
     return p
@@ -296,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     res = read_sweep_file(args.file).get("resources", {}) if args.file else {}
     check_output_path("--out", args.out, directory=True)
     runs = runs_of_file(args.file, args.set, algos=args.algos, tasks=args.tasks, seeds=args.seeds, preset=args.preset)
-    jobs = jobs_for(runs, args.out, tensorboard=args.tensorboard)
+    jobs = jobs_for(runs, args.out, tensorboard=args.tensorboard, wandb=args.wandb)
     if args.dry_run:
         for j in jobs:
             print(f"{j.name}: {'finished' if finished(j) else 'to run'}")

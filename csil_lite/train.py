@@ -55,6 +55,9 @@ def build_parser() -> ArgumentParser:
                         "--set base.residual_scale=0.1")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log every evaluation as TensorBoard scalars in OUT/tensorboard (needs tensorboardX)")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log every evaluation to an offline Weights & Biases run in OUT/wandb (needs wandb; "
+                        "upload later with `wandb sync`)")
     return p
 
 
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from csil_lite.run_logs import eval_log
 
     try:
-        with eval_log(args.out, args.tensorboard) as log:
+        with eval_log(args.out, args.tensorboard, args.wandb, cfg.to_dict()) as log:
             summary = train(cfg, args.out, resume=not args.no_resume, on_eval=log)
     except DatasetError as err:  # the only file a run reads is the demonstrations file
         raise UserError(f"--demos: {err}") from err
