@@ -26,6 +26,10 @@ cost of an update does not depend on the values), after a compile call, as the m
 
     python benchmarks/learner_throughput.py [--widths 256 1024] [--rounds 5] [--updates 10]
     python benchmarks/learner_throughput.py --options [--widths 256] [--rounds 7]
+    python benchmarks/learner_throughput.py --paper [--rounds 3] [--out book/_artefacts/ch11/cpu_paper.json]
+
+`--paper`: every online algorithm at its `paper` preset (chapter 11's cost of a reproduction; on a GPU machine
+`scripts/gpu_throughput.sh` runs it with the CUDA build).
 """
 
 from __future__ import annotations
@@ -241,6 +245,44 @@ def options_main(args: argparse.Namespace) -> None:
             print(f"{label:38s} {rate:8.1f} critic steps/s   x{rate / base:5.2f} the preset's")
 
 
+PAPER_ALGOS = ("csil", "csilpp", "xqc_od", "sac_bc", "sacfd")  # the online learners (BC has no update)
+
+
+def paper_main(args: argparse.Namespace) -> None:
+    """Every online algorithm's `paper` preset (Table II: its widths, batch, UTD, critic), from states: updates/s,
+    XLA's GFLOP per update and the hours 510k updates take here; `--out` writes them as JSON (chapter 11)."""
+    import json
+    import os
+    import platform
+
+    peak = peak_gflops()
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = jax.devices()[0]
+    machine = f"{model}, {os.cpu_count()} cores; jax on {device.platform} ({getattr(device, 'device_kind', '')})"
+    print(f"paper presets on {machine}; matmul peak {peak:.1f} GFLOP/s")
+    results = []
+    for algo in PAPER_ALGOS:
+        paper = preset("paper", algo=algo)
+        run, flops = csil_stepper(paper.nets.policy_hidden[0], paper.agent.n_demo, paper.agent.n_online, algo)
+        run(1)  # compile
+        rate = interleaved_rates({algo: (lambda n, run=run: run(args.updates), args.updates)}, args.rounds)[algo]
+        row = {"algo": algo, "updates_per_s": rate, "gflop_per_update": flops / 1e9, "utd": paper.agent.utd,
+               "batch": paper.agent.n_demo + paper.agent.n_online, "width": paper.nets.policy_hidden[0],
+               "env_steps": paper.env_steps}
+        results.append(row)
+        print(f"{algo:7s} batch {row['batch']:4d} UTD {row['utd']}: {rate:7.1f} updates/s, "
+              f"{row['gflop_per_update']:7.3f} GFLOP/update, {paper.env_steps / rate / 3600:6.1f} h for "
+              f"{paper.env_steps:,} updates")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"machine": machine, "jax": jax.__version__, "peak_gflops": peak, "results": results}, f,
+                      indent=1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
@@ -250,11 +292,16 @@ def main() -> None:
     p.add_argument("--sbx-steps", type=int, default=12,
                    help="SBX gradient steps per timed `_train` call (a multiple of 4)")
     p.add_argument("--options", action="store_true", help="only CSIL++ with each option of OPTIONS")
+    p.add_argument("--paper", action="store_true", help="only every online algorithm's paper preset (Table II)")
+    p.add_argument("--out", default=None, help="with --paper: also write the numbers as JSON here")
     args = p.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}; obs {OBS_DIM}, action {ACT_DIM}, "
           f"D={FEATURES}, bottleneck {BOTTLENECK}; median of {args.rounds} interleaved rounds")
     if args.options:
         options_main(args)
+        return
+    if args.paper:
+        paper_main(args)
         return
     peak = peak_gflops()
     print(f"measured peak: {peak:.1f} GFLOP/s (jitted float32 2048^3 matmul, best of 3)")
