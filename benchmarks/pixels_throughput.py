@@ -64,7 +64,9 @@ def machine() -> str:
         model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{model}, {os.cpu_count()} cores, jax on {jax.devices()[0].platform}"
+    device = jax.devices()[0]
+    kind = f" ({device.device_kind})" if device.platform != "cpu" else ""
+    return f"{model}, {os.cpu_count()} cores, jax on {device.platform}{kind}"
 
 
 def median_time(fn, rounds: int) -> float:
