@@ -252,17 +252,11 @@ def paper_main(args: argparse.Namespace) -> None:
     """Every online algorithm's `paper` preset (Table II: its widths, batch, UTD, critic), from states: updates/s,
     XLA's GFLOP per update and the hours 510k updates take here; `--out` writes them as JSON (chapter 11)."""
     import json
-    import os
-    import platform
+
+    from csil_lite.book import machine_name
 
     peak = peak_gflops()
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    device = jax.devices()[0]
-    machine = f"{model}, {os.cpu_count()} cores; jax on {device.platform} ({getattr(device, 'device_kind', '')})"
+    machine = machine_name()
     print(f"paper presets on {machine}; matmul peak {peak:.1f} GFLOP/s")
     results = []
     for algo in PAPER_ALGOS:

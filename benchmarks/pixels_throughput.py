@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from csil_lite.agents.core import init_state, make_update
 from csil_lite.assembly import make_agent, make_encoder
+from csil_lite.book import machine_name
 from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions
 from csil_lite.envs.robosuite import CAMERAS, PROPRIO_KEYS
@@ -53,20 +53,6 @@ def random_obs(spec: dict, lead: tuple[int, ...], rng: np.random.Generator) -> d
 
 
 RESULTS: list[dict] = []
-
-
-def machine() -> str:
-    """The CPU's model name and core count (Linux), else what `platform` knows, and jax's backend."""
-    import os
-
-    model = platform.processor() or platform.machine()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    device = jax.devices()[0]
-    kind = f" ({device.device_kind})" if device.platform != "cpu" else ""
-    return f"{model}, {os.cpu_count()} cores, jax on {device.platform}{kind}"
 
 
 def median_time(fn, rounds: int) -> float:
@@ -159,7 +145,7 @@ def main() -> None:
             learner(size, batch, args.rounds)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"machine": machine(),
+            json.dump({"machine": machine_name(),
                        "jax": jax.__version__, "results": RESULTS}, f, indent=1)
 
 

@@ -86,6 +86,24 @@ def artefacts_dir() -> Path:
     return Path("_artefacts")
 
 
+def machine_name() -> str:
+    """This machine for a stored measurement: the CPU's model and core count (Linux; else `platform`'s guess) and
+    jax's device (its kind when not a CPU)."""
+    import platform
+
+    import jax
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    device = jax.devices()[0]
+    kind = f" ({device.device_kind})" if device.platform != "cpu" else ""
+    return f"{model}, {os.cpu_count()} cores, jax on {device.platform}{kind}"
+
+
 def sweeps_dir() -> Path:
     """The repository's sweep files (`sweeps/`, chapter 11), from the book's folder or the repository root."""
     for candidate in (Path("..") / "sweeps", Path("sweeps")):

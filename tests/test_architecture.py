@@ -19,14 +19,14 @@ CORE = [*sorted((PACKAGE / "agents").glob("*.py")), PACKAGE / "loop.py"]
 ACT = 2
 
 
-def _dict_demos(n_episodes=3, t=20, seed=0) -> Transitions:
-    """Episodes whose observation is {"state": float32 [4], "image": uint8 [6, 6, 1]} and whose action follows the
-    state, so BC has something to fit."""
+def _dict_demos(n_episodes=3, t=20, seed=0, image_shape=(6, 6, 1)) -> Transitions:
+    """Episodes whose observation is {"state": float32 [4], "image": uint8 `image_shape`} and whose action follows
+    the state, so BC has something to fit."""
     rng = np.random.default_rng(seed)
     eps = []
     for _ in range(n_episodes):
         state = rng.uniform(-1, 1, (t + 1, 4)).astype(np.float32)
-        image = rng.integers(0, 256, (t + 1, 6, 6, 1), dtype=np.uint8)
+        image = rng.integers(0, 256, (t + 1, *image_shape), dtype=np.uint8)
         obs = {"state": state, "image": image}
         eps.append({"obs": jax.tree.map(lambda x: x[:-1], obs), "next_obs": jax.tree.map(lambda x: x[1:], obs),
                     "actions": np.tanh(state[:-1, :ACT]).astype(np.float32), "terminal": False})

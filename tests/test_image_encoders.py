@@ -106,17 +106,9 @@ def test_the_encoder_is_a_configuration_field():
 def _image_demos(n_episodes=2, t=12, seed=0):
     """Episodes with a uint8 camera [32, 32, 3] (the ResNet's four stride-2 stages leave a 2 x 2 map for the spatial
     softmax; an 8 x 8 frame would leave one pixel, whose keypoint is constant) and a float state giving the action."""
-    from csil_lite.data.transitions import episodes_to_transitions
+    from test_architecture import _dict_demos
 
-    rng = np.random.default_rng(seed)
-    eps = []
-    for _ in range(n_episodes):
-        state = rng.uniform(-1, 1, (t + 1, 3)).astype(np.float32)
-        cam = rng.integers(0, 256, (t + 1, 32, 32, 3), dtype=np.uint8)
-        obs = {"cam_image": cam, "state": state}
-        eps.append({"obs": jax.tree.map(lambda x: x[:-1], obs), "next_obs": jax.tree.map(lambda x: x[1:], obs),
-                    "actions": np.tanh(state[:-1, :2]), "terminal": False})
-    return episodes_to_transitions(eps)
+    return _dict_demos(n_episodes, t, seed, image_shape=(32, 32, 3))
 
 
 def _max_change(a, b) -> float:
