@@ -84,8 +84,10 @@ def glue_roles(src: Path) -> int:
 def check_page(page, url: str, n_glue: int, shot: Path | None) -> list[str]:
     page.goto(url)
     page.wait_for_load_state("load")
-    page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=60_000)
-    page.evaluate("MathJax.startup.promise")
+    # Sphinx loads MathJax only on pages with mathematics (chapter 11 has none): wait for it where it is loaded.
+    if page.evaluate("!!document.querySelector('script[src*=\"mathjax\"]')"):
+        page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=60_000)
+        page.evaluate("MathJax.startup.promise")
     m = page.evaluate(MEASURE)
     problems = []
     for tb in m["tracebacks"]:
