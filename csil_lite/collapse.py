@@ -11,16 +11,14 @@ the bottleneck and the stationary features (`diagnostics.nearest_neighbour_ratio
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from csil_lite import diagnostics as dg
-from csil_lite.embeddings import synthetic_embedding, with_oracle
-
-Remedy = Literal["none", "whiten", "project", "demo_whiten"]
-REMEDIES = ("none", "whiten", "project", "demo_whiten")
+from csil_lite.config import Remedy
+from csil_lite.embeddings import fit_remedy, synthetic_embedding, with_oracle
 
 
 class StripTask(NamedTuple):
@@ -47,26 +45,6 @@ class GapResult(NamedTuple):
     nn_features: float  # ... at the stationary features phi
     mse: float  # the BC fit's mean squared action error on the demonstrations
     gap_exact: float  # the gap with the exact Bayesian-linear head on the same features (diagnostics.exact_head_std)
-
-
-def fit_remedy(remedy: Remedy, embed, states: np.ndarray, *, seed: int, project_k: int = 0) -> dg.LinearTransform:
-    """The remedy's linear map, estimated from two re-embeddings of `states` (nuisance seeds seed, seed + 1).
-
-    whiten: by the within-state (nuisance) covariance; project: the top `project_k` nuisance directions removed
-    (default: as many as the nuisance has coordinates); demo_whiten: by the demonstrations' total covariance (a
-    control: it whitens the signal along with the nuisance); none: the identity.
-    """
-    a, b = embed(states, seed), embed(states, seed + 1)
-    if remedy == "none":
-        return dg.LinearTransform(np.eye(a.shape[1]), "none")
-    if remedy == "demo_whiten":
-        return dg.whitening(np.cov(np.asarray(a, np.float64), rowvar=False))
-    sigma = dg.within_state_covariance(a, b)
-    if remedy == "whiten":
-        return dg.whitening(sigma)
-    if remedy == "project":
-        return dg.project_out(sigma, project_k or int(np.sum(np.diag(sigma) > 1e-9)))
-    raise ValueError(f"unknown remedy {remedy!r}; expected one of {REMEDIES}")
 
 
 def policy_inputs(task: StripTask, dim: int | None, *, seed: int, oracle_scale: float | None = None,
@@ -156,3 +134,58 @@ def gap_grid(configs: dict[str, dict], seeds, *, progress: bool = True, **common
                 out[name].append(gap_run(**{**common, **config}, seed=seed))
                 bar.update()
     return out
+
+
+# -- the end-to-end test: CSIL whose policy sees an embedding -----------------------------------------------
+
+
+class PolicyGap(NamedTuple):
+    gap: float  # latent entropy gap of the BC policy, its own stochastic rollouts minus the demonstrations (nats)
+    nn_input: float  # nearest-neighbour ratio, rollouts vs demonstrations, at the policy's input
+    nn_bottleneck: float  # ... at the trunk's bottleneck
+    online_states: int  # how many rollout observations were measured
+
+
+def bc_policy_gap(cfg, setup, *, episodes: int = 10, seed: int = 0) -> PolicyGap:
+    """The gap of a prepared run's BC policy (`loop.prepare`) between the demonstrations and the states of its own
+    stochastic rollouts on the run's task, seen through the run's observation view (the thesis's measurement)."""
+    from csil_lite.agents import make_act
+    from csil_lite.embeddings import embedding_edge
+    from csil_lite.envs.registry import env_kwargs, make_env
+    from csil_lite.evaluation import rollout_observations
+    from csil_lite.loop import load_demos
+
+    raw = load_demos(cfg)
+    view = embedding_edge(cfg.embed, lambda: raw.obs, seed=cfg.seed)
+    envs = [view.wrap(make_env(cfg.task, seed=cfg.seed + 2, **env_kwargs(cfg.obs, cfg.image_size)))
+            for _ in range(episodes)]
+    act, keys = make_act(setup.agent), iter(jax.random.split(jax.random.PRNGKey(seed), 100_000))
+    try:
+        online = rollout_observations(envs, lambda o: np.asarray(act(setup.bc_params, o, next(keys), False)),
+                                      episodes=episodes, seed=cfg.seed + 5)
+    finally:
+        for e in envs:
+            e.close()
+    policy, params, demo = setup.agent.policy, setup.bc_params, np.asarray(setup.demos.obs)
+    on, off = dg.stage_outputs(policy, params, demo), dg.stage_outputs(policy, params, online)
+    return PolicyGap(dg.entropy_gap(policy, params, demo, online).gap,
+                     dg.nearest_neighbour_ratio(on["input"], off["input"], seed=seed),
+                     dg.nearest_neighbour_ratio(on["bottleneck"], off["bottleneck"], seed=seed), len(online))
+
+
+def csil_from_embedding(embed: dict, run_dir, *, seed: int = 0, budget: str = "preview",
+                        task: str = "pointmass-obstacles", progress: bool = False, gap_episodes: int = 10,
+                        **overrides) -> dict:
+    """CSIL (the `budget` preset) on `task` with the policy seeing `embed` (`EmbedConfig` fields; {} = the
+    state): BC, the BC policy's gap on its own rollouts, then the online phase. Resumable in `run_dir`.
+    Returns {"gap": PolicyGap as a dict, "steps", "success"} (the evaluations, step 0 = BC)."""
+    from csil_lite.config import with_overrides
+    from csil_lite.configs import preset
+    from csil_lite.loop import prepare, read_metrics, train
+
+    cfg = with_overrides(preset(budget, algo="csil"), task=task, seed=seed, embed=dict(embed), **overrides)
+    setup = prepare(cfg, progress=progress, run_dir=run_dir)
+    gap = bc_policy_gap(cfg, setup, episodes=gap_episodes, seed=seed)
+    train(cfg, run_dir, progress=progress, setup=setup)
+    rows = read_metrics(run_dir)
+    return {"gap": gap._asdict(), "steps": [r["step"] for r in rows], "success": [r["success_rate"] for r in rows]}

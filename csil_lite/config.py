@@ -321,6 +321,54 @@ class BaseConfig:
         return "openpi" if sep and head and tail.isdigit() and "/" not in rest else "standin"
 
 
+Remedy = Literal["none", "whiten", "project", "discriminant", "demo_whiten"]
+REMEDIES: tuple[str, ...] = typing.get_args(Remedy)
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """What the policy sees in place of the task's state vector: a high-dimensional embedding of it (chapter 10).
+
+    `kind='synthetic'`: `embeddings.SyntheticEmbedding` of the z-scored state: `signal_dims` coordinates that
+    carry the state (`signal`: a random linear map of it, or random Fourier features of length-scale
+    `length_scale`) and `dim - signal_dims` features of a nuisance
+    with `nuisance_latent` coordinates, drawn afresh at every observation, on and off the demonstrations alike
+    (what a large model's activations do with flow noise and appearance). `oracle_scale`: the state itself
+    appended at that scale (the thesis's object state); None: not appended. `remedy` (chapter 10,
+    `embeddings.fit_remedy`): a linear map fitted on `remedy_pairs` pairs of re-embeddings of the demonstrated
+    states before anything is trained, applied to every observation: 'whiten' by the within-state (nuisance)
+    covariance, 'project' the nuisance directions out, 'discriminant' keep the `discriminant_dims` directions
+    with the largest demonstration-to-nuisance variance ratio, 'demo_whiten' by the demonstrations' covariance
+    (a control), 'none'. `seed`: the embedding's random weights. `kind='none'`: the state as it is.
+    """
+
+    kind: Literal["none", "synthetic"] = "none"
+    dim: int = 256
+    signal_dims: int = 64
+    nuisance_latent: int = 32
+    signal: Literal["linear", "fourier"] = "linear"
+    length_scale: float = 1.0  # of the Fourier signal features and of the nuisance's
+    oracle_scale: float | None = None
+    remedy: Remedy = "none"
+    remedy_pairs: int = 4096
+    discriminant_dims: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if not 1 <= self.signal_dims <= self.dim or self.nuisance_latent < 1 or self.remedy_pairs < 2:
+            raise UserError(f"EmbedConfig: need 1 <= signal_dims ({self.signal_dims}) <= dim ({self.dim}), "
+                            f"nuisance_latent >= 1 ({self.nuisance_latent}) and remedy_pairs >= 2 "
+                            f"({self.remedy_pairs})")
+        if self.length_scale <= 0 or (self.oracle_scale is not None and self.oracle_scale <= 0):
+            raise UserError(f"EmbedConfig: length_scale ({self.length_scale}) and oracle_scale "
+                            f"({self.oracle_scale}) must be > 0")
+        if not 1 <= self.discriminant_dims <= self.dim:
+            raise UserError(f"EmbedConfig.discriminant_dims = {self.discriminant_dims}: expected 1..dim ({self.dim})")
+        if self.kind == "none" and (self.remedy != "none" or self.oracle_scale is not None):
+            raise UserError("EmbedConfig: a remedy or an oracle needs an embedding (kind='synthetic')")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs; written to the run directory as config.json.
@@ -366,6 +414,8 @@ class RunConfig:
     # A frozen base policy composed with the small one (None: no base). See BaseConfig for what the reward,
     # critic and replay see per composition, and the BC start rule.
     base: BaseConfig = field(default_factory=BaseConfig)
+    # What the policy sees in place of the state (chapter 10): an embedding with nuisance, and its remedy.
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -383,6 +433,9 @@ class RunConfig:
             raise ValueError(
                 f"online batch ({self.agent.n_online}) is larger than the replay capacity ({self.replay_capacity})"
             )
+        if self.embed.kind != "none" and self.obs != "state":
+            raise UserError(f"embed.kind = {self.embed.kind!r} embeds a state vector, but obs = {self.obs!r}; "
+                            "use obs='state'")
         if self.agent.return_norm != "none" and self.nets.critic_v_min == "floor":
             raise UserError("agent.return_norm normalises the rewards, but nets.critic_v_min='floor' is a raw "
                             "reward's floor: give the support's range in normalised units (XQC and the paper: "
@@ -405,12 +458,12 @@ class RunConfig:
             if k in nets_d:
                 nets_d[k] = tuple(nets_d[k])
         base = BaseConfig(**d.pop("base", {}))  # a config.json written before the base section: no base
-        return cls(agent=agent, nets=NetworkConfig(**nets_d), base=base, **d)
+        embed = EmbedConfig(**d.pop("embed", {}))  # ... or before the embed section: the state as it is
+        return cls(agent=agent, nets=NetworkConfig(**nets_d), base=base, embed=embed, **d)
 
 
 def with_overrides(cfg: RunConfig, **overrides: Any) -> RunConfig:
-    """`cfg` with RunConfig fields replaced; `agent`, `nets` and `base` take dicts of their own fields."""
-    agent = dataclasses.replace(cfg.agent, **overrides.pop("agent", {}))
-    nets = dataclasses.replace(cfg.nets, **overrides.pop("nets", {}))
-    base = dataclasses.replace(cfg.base, **overrides.pop("base", {}))
-    return dataclasses.replace(cfg, agent=agent, nets=nets, base=base, **overrides)
+    """`cfg` with RunConfig fields replaced; `agent`, `nets`, `base` and `embed` take dicts of their own fields."""
+    sections = {name: dataclasses.replace(getattr(cfg, name), **overrides.pop(name, {}))
+                for name in ("agent", "nets", "base", "embed")}
+    return dataclasses.replace(cfg, **sections, **overrides)

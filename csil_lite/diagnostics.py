@@ -319,3 +319,21 @@ def exact_head_std(policy, params, fit_obs, query_obs) -> np.ndarray:
         v = variance(0.5 * (lo + hi), proj_query)
     std = root_prior * np.tanh(np.sqrt(policy.min_variance + v))
     return np.repeat(std[:, None], np.shape(std_fit)[-1], axis=1)
+
+
+def discriminant_projection(total: np.ndarray, within: np.ndarray, k: int, *, floor: float = 1e-3
+                            ) -> LinearTransform:
+    """The `k` directions with the largest ratio of the demonstrations' variance to the nuisance's (eq-ch10-disc).
+
+    Whitening by `within` (the nuisance covariance, `whitening` with its floor) makes the nuisance isotropic;
+    the top-k principal directions of `total` (the demonstrations' covariance) in those coordinates are then
+    the generalised eigenvectors of (total, within), Fisher's discriminant with states as the classes. The map
+    is [d, k]: the policy sees k coordinates in which the nuisance has unit variance and the signal the most.
+    """
+    total, within = _symmetric(total, "discriminant_projection"), _symmetric(within, "discriminant_projection")
+    if total.shape != within.shape or not 1 <= k <= len(total):
+        raise ValueError(f"discriminant_projection: covariances {total.shape} and {within.shape}, k = {k}: "
+                         f"expected one shape and 1 <= k <= d")
+    white = whitening(within, floor=floor).matrix
+    _, u = np.linalg.eigh(white.T @ total @ white)
+    return LinearTransform(white @ u[:, ::-1][:, :k], f"top {k} demonstration-to-nuisance directions")

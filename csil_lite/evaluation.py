@@ -42,6 +42,19 @@ def _run_wave(envs: Sequence[gym.Env], act: Callable, seeds: np.ndarray) -> list
     return eps
 
 
+def _episodes(envs, act: Callable, episodes: int, seed: int, caller: str) -> list[dict]:
+    """`episodes` episodes in waves of len(envs); episode i starts from seed i of the run's `seed`."""
+    envs = [envs] if isinstance(envs, gym.Env) else list(envs)
+    if not envs or episodes < 1:
+        raise ValueError(f"{caller}: need at least one environment and episodes >= 1, got {len(envs)} and "
+                         f"{episodes}")
+    seeds = np.random.SeedSequence([seed, 7_919]).generate_state(episodes)
+    eps: list[dict] = []
+    for start in range(0, episodes, len(envs)):
+        eps += _run_wave(envs, act, seeds[start:start + len(envs)])
+    return eps
+
+
 def _reward_correlation(eps: list[dict], reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
     """Mean per-episode Pearson correlation; the learned reward is computed in one call over all episodes."""
     learned = np.asarray(reward_fn(obs_lib.concat([obs_lib.stack(e["obs"]) for e in eps], xp=np),
@@ -69,13 +82,7 @@ def evaluate(
     `act` maps a batch of observations [n, obs_dim] to actions [n, act_dim]; with several `envs`, episodes run
     `len(envs)` at a time.
     """
-    envs = [envs] if isinstance(envs, gym.Env) else list(envs)
-    if not envs:
-        raise ValueError("evaluate: need at least one environment")
-    seeds = np.random.SeedSequence([seed, 7_919]).generate_state(episodes)
-    eps: list[dict] = []
-    for start in range(0, episodes, len(envs)):
-        eps += _run_wave(envs, act, seeds[start:start + len(envs)])
+    eps = _episodes(envs, act, episodes, seed, "evaluate")
     out = {
         "success_rate": float(np.mean([e["success"] for e in eps])),
         "return": float(np.mean([e["return"] for e in eps])),
@@ -84,6 +91,15 @@ def evaluate(
     if reward_fn is not None:
         out["reward_corr"] = _reward_correlation(eps, reward_fn)
     return out
+
+
+def rollout_observations(envs: gym.Env | Sequence[gym.Env], act: Callable[[np.ndarray], np.ndarray], *,
+                         episodes: int, seed: int) -> np.ndarray:
+    """Every observation `act` met in `episodes` episodes, stacked [n, obs_dim] (flat observations): with the BC
+    policy's own stochastic actions, the online states chapter 10 measures the entropy gap at (as the seed
+    thesis did). Episode seeds as `evaluate`'s."""
+    eps = _episodes(envs, act, episodes, seed, "rollout_observations")
+    return np.stack([o for e in eps for o in e["obs"]]).astype(np.float32)
 
 
 def final_seeds(seed: int, repeats: int) -> list[int]:

@@ -12,7 +12,6 @@ exactly as if it had never stopped; a resume never repeats BC or SARSA.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import gc
 import json
 import shutil
@@ -31,6 +30,7 @@ from csil_lite.agents.components import ReturnStats
 from csil_lite.agents.core import Agent, init_state, make_act, make_update
 from csil_lite.agents.state import AgentState
 from csil_lite.assembly import base_edge, make_agent
+from csil_lite.embeddings import embedding_edge
 from csil_lite.checkpoints import Checkpoints, write_atomic
 from csil_lite.config import RunConfig
 from csil_lite.data.transitions import Transitions, episodes_to_transitions
@@ -139,7 +139,8 @@ def make_reward_fn(agent: Agent) -> Callable[[Any, np.ndarray, np.ndarray], np.n
 
 
 def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool = True,
-            bc_from: Setup | None = None, run_dir: str | Path | None = None, edge: Any = None) -> Setup:
+            bc_from: Setup | None = None, run_dir: str | Path | None = None, edge: Any = None,
+            view: Any = None) -> Setup:
     """BC, then SARSA critic pretraining (if `critic_pretrain_steps`): the agent state the online phase starts from.
 
     The agent is built once from the configuration (`assembly.make_agent`); its components resolve what they
@@ -155,6 +156,10 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     `edge`: the run's base policy at the environment's edge (`assembly.base_edge(cfg.base)`, built here when not
     given): the demonstrations are labelled with the base's proposals and put in the small policy's coordinates
     (`BaseEdge.label`) after clipping, and the actor starts from `edge.start(bc_params)`.
+
+    `view`: what the policy sees of the state (`embeddings.embedding_edge(cfg.embed, ...)`, fitted here on the
+    demonstrations when not given): the demonstrations' observations are embedded after the base has labelled
+    them (the base sees the state; the small policy and the critic see the embedding).
     """
     edge = base_edge(cfg.base, seed=cfg.seed) if edge is None else edge
     if bc_from is not None:
@@ -164,7 +169,9 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
         demos = demos._replace(action=clip_actions(demos.action, cfg.demo_action_margin),
                                next_action=clip_actions(demos.next_action, cfg.demo_action_margin))
     if bc_from is None:
-        demos = edge.label(demos)
+        raw_obs = demos.obs
+        view = embedding_edge(cfg.embed, lambda: raw_obs, seed=cfg.seed) if view is None else view
+        demos = view.label(edge.label(demos))
     agent = make_agent(cfg, demos.obs_spec, demos.act_dim)
     stage = None if run_dir is None else Path(run_dir) / "prepare"
     if stage is not None and Checkpoints(stage / "result").latest() is not None:
@@ -306,12 +313,14 @@ def train(
     cfg_path = run_dir / "config.json"
     if cfg_path.exists() and resume:
         _check_same_config(cfg, cfg_path)
-    demos = setup.demos if setup is not None else load_demos(cfg)
+    demos = setup.demos if setup is not None else load_demos(cfg)  # a setup's are already as the policy sees them
     edge = base_edge(cfg.base, seed=cfg.seed)  # the base policy at the environment's edge (NoBase: none)
-    env = edge.wrap(make_env(cfg.task, seed=cfg.seed, **env_kwargs(cfg.obs, cfg.image_size)))
+    # what the policy sees of a state (NoEmbedding: the state), fitted on the raw demonstrations
+    view = embedding_edge(cfg.embed, lambda: (demos if setup is None else load_demos(cfg)).obs, seed=cfg.seed)
+    env = view.wrap(edge.wrap(make_env(cfg.task, seed=cfg.seed, **env_kwargs(cfg.obs, cfg.image_size))))
     eval_envs: list[Any] = []
     try:  # the environments are closed however the run ends (a robosuite env holds a simulator and a renderer)
-        _check_demos_fit(cfg, demos, env)
+        _check_demos_fit(cfg, demos if setup is not None else view.label(jax.tree.map(lambda x: x[:2], demos)), env)
         if not resume:
             for old in ("prepare", "checkpoints", "summary.json"):
                 shutil.rmtree(run_dir / old, ignore_errors=True) if old != "summary.json" else \
@@ -319,12 +328,13 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(cfg_path, json.dumps(cfg.to_dict(), indent=2))
         if setup is None:
-            setup = prepare(cfg, demos, progress=progress, run_dir=run_dir, edge=edge)
+            setup = prepare(cfg, demos, progress=progress, run_dir=run_dir, edge=edge, view=view)
         elif Checkpoints(run_dir / "prepare" / "result").latest() is None:
             save_prepared(setup, run_dir / "prepare")  # the run directory is whole: `load_run` reads it
         # Toy tasks are cheap to copy: evaluate all episodes in lockstep (one batched policy call per step).
         n_eval_envs = cfg.eval_episodes if cfg.task in TOY_TASKS else 1
-        eval_envs = [edge.wrap(make_env(cfg.task, seed=cfg.seed + 1, **env_kwargs(cfg.obs, cfg.image_size))) for _ in range(n_eval_envs)]
+        eval_envs = [view.wrap(edge.wrap(make_env(cfg.task, seed=cfg.seed + 1, **env_kwargs(cfg.obs, cfg.image_size))))
+                     for _ in range(n_eval_envs)]
         summary = _online(cfg, run_dir, setup, edge, env, eval_envs, progress=progress, resume=resume,
                           stop_after=stop_after, on_eval=on_eval, t_start=t_start)
         if summary["completed"]:
@@ -532,7 +542,8 @@ def load_run(run_dir: str | Path, demos: Transitions | None = None) -> tuple[Age
     saved, meta = Checkpoints(run_dir / "prepare" / "result", keep=1).restore()
     bc_params, critic_params = saved["policy"], saved["critic"]
     if demos is None:
-        demos = load_demos(cfg)
+        raw = load_demos(cfg)
+        demos = embedding_edge(cfg.embed, lambda: raw.obs, seed=cfg.seed).label(raw)
     agent = make_agent(cfg, demos.obs_spec, demos.act_dim).with_setup(meta["setup"])
     state = init_state(agent, bc_params, critic_params)
     replay = ReplayBuffer(cfg.replay_capacity, demos.obs_spec, demos.act_dim,

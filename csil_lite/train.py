@@ -16,12 +16,12 @@ import difflib
 import json
 from typing import Any
 
-from csil_lite.config import BUDGETS, AgentConfig, BaseConfig, NetworkConfig, RunConfig
+from csil_lite.config import BUDGETS, AgentConfig, BaseConfig, EmbedConfig, NetworkConfig, RunConfig
 from csil_lite.configs import ALGORITHMS, preset
 from csil_lite.envs.registry import TASKS, TOY_TASKS
 from csil_lite.errors import ArgumentParser, UserError, check_input_file, check_output_path, int_at_least
 
-GROUPS: dict[str, type] = {"agent": AgentConfig, "nets": NetworkConfig, "base": BaseConfig}
+GROUPS: dict[str, type] = {"agent": AgentConfig, "nets": NetworkConfig, "base": BaseConfig, "embed": EmbedConfig}
 
 
 def build_parser() -> ArgumentParser:
