@@ -340,9 +340,16 @@ class EmbedConfig:
     covariance, 'project' the nuisance directions out, 'discriminant' keep the `discriminant_dims` directions
     with the largest demonstration-to-nuisance variance ratio, 'demo_whiten' by the demonstrations' covariance
     (a control), 'none'. `seed`: the embedding's random weights. `kind='none'`: the state as it is.
+
+    `kind='standin'`: the activations of a trained stand-in base policy's action expert (`source`, after
+    `layers` of its layers) at the sampler's first step, with the flow noise drawn afresh at every observation
+    (`StandInPolicy.activations`): a large model's internal state in miniature, whose nuisance is the model's
+    own. `dim`, `signal_dims`, `nuisance_latent`, `signal` and `length_scale` do not apply to it.
     """
 
-    kind: Literal["none", "synthetic"] = "none"
+    kind: Literal["none", "synthetic", "standin"] = "none"
+    source: str | None = None  # kind='standin': the stand-in checkpoint directory (`csil-lite lbm train --out`)
+    layers: int | None = None  # kind='standin': the action expert's layers the activations are read after
     dim: int = 256
     signal_dims: int = 64
     nuisance_latent: int = 32
@@ -366,7 +373,13 @@ class EmbedConfig:
         if not 1 <= self.discriminant_dims <= self.dim:
             raise UserError(f"EmbedConfig.discriminant_dims = {self.discriminant_dims}: expected 1..dim ({self.dim})")
         if self.kind == "none" and (self.remedy != "none" or self.oracle_scale is not None):
-            raise UserError("EmbedConfig: a remedy or an oracle needs an embedding (kind='synthetic')")
+            raise UserError("EmbedConfig: a remedy or an oracle needs an embedding (kind='synthetic' or 'standin')")
+        if (self.kind == "standin") != (self.source is not None):
+            raise UserError(f"EmbedConfig: kind='standin' reads a stand-in checkpoint from source, and only it "
+                            f"does (kind={self.kind!r}, source={self.source!r})")
+        if self.layers is not None and (self.kind != "standin" or self.layers < 0):
+            raise UserError(f"EmbedConfig.layers = {self.layers}: a number of the stand-in's layers (>= 0), for "
+                            "kind='standin' only")
 
 
 @dataclass(frozen=True)

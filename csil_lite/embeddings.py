@@ -112,6 +112,38 @@ def fit_remedy(remedy: Remedy, embed, states: np.ndarray, *, seed: int, project_
     raise ValueError(f"unknown remedy {remedy!r}; expected one of {REMEDIES}")
 
 
+class StandInEmbedding(NamedTuple):
+    """A stand-in base policy's action-expert activations as an embedding of the raw state: `__call__(states,
+    seed)` draws the flow noise from `seed` (`StandInPolicy.activations`)."""
+
+    policy: Any  # csil_lite.base.standin.StandInPolicy
+    layers: int | None = None
+
+    def __call__(self, states: np.ndarray, seed) -> np.ndarray:
+        cfg = self.policy.cfg
+        noise = np.random.default_rng(seed).standard_normal((len(states), cfg.horizon, cfg.action_dim))
+        return self.policy.activations(states, noise, layers=self.layers)
+
+
+def _synthetic(cfg: EmbedConfig, state_dim: int) -> tuple[SyntheticEmbedding, bool]:
+    return synthetic_embedding(state_dim, cfg.dim, signal_dims=cfg.signal_dims, nuisance_latent=cfg.nuisance_latent,
+                               length_scale=cfg.length_scale, signal=cfg.signal, seed=cfg.seed), False
+
+
+def _standin(cfg: EmbedConfig, state_dim: int) -> tuple[StandInEmbedding, bool]:
+    from csil_lite.base.standin import load_standin
+
+    policy = load_standin(cfg.source, seed=cfg.seed)
+    if policy.cfg.obs_dim != state_dim:
+        raise ValueError(f"EmbedConfig.source = {cfg.source!r}: a stand-in for {policy.cfg.obs_dim}-dimensional "
+                         f"states, but the task's have {state_dim}")
+    return StandInEmbedding(policy, cfg.layers), True
+
+
+# EmbedConfig.kind -> (embedding, whether it takes the raw state): chosen when a run is configured
+EMBEDDINGS = {"synthetic": _synthetic, "standin": _standin}
+
+
 class StateView(NamedTuple):
     """What a policy sees of a state vector under an `EmbedConfig`: z-scored by the demonstrations' statistics,
     embedded with a fresh nuisance draw, through the remedy and a scalar `scale` (the demonstrations' embeddings
@@ -124,6 +156,7 @@ class StateView(NamedTuple):
     transform: dg.LinearTransform
     oracle_scale: float | None
     scale: float = 1.0
+    raw_input: bool = False  # the embedding normalises the state itself (a stand-in): hand it the raw state
 
     @property
     def dim(self) -> int:
@@ -131,7 +164,7 @@ class StateView(NamedTuple):
 
     def __call__(self, states: np.ndarray, seed: int) -> np.ndarray:
         z = (np.asarray(states, np.float64) - self.mean) / self.std
-        x = np.float32(self.scale) * self.transform(self.embed(z, seed))
+        x = np.float32(self.scale) * self.transform(self.embed(states if self.raw_input else z, seed))
         return x if self.oracle_scale is None else with_oracle(x, z, self.oracle_scale)
 
 
@@ -144,14 +177,13 @@ def state_view(cfg: EmbedConfig, demo_states: np.ndarray, *, seed: int = 0) -> S
         raise ValueError(f"state_view: expected demonstrated states [N >= 2, d], got {demo_states.shape}")
     mean, std = demo_states.mean(axis=0), demo_states.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)  # a constant coordinate is centred, not divided by zero
-    embed = synthetic_embedding(demo_states.shape[1], cfg.dim, signal_dims=cfg.signal_dims,
-                                nuisance_latent=cfg.nuisance_latent, length_scale=cfg.length_scale,
-                                signal=cfg.signal, seed=cfg.seed)
-    pairs = (np.resize(demo_states, (cfg.remedy_pairs, demo_states.shape[1])) - mean) / std
+    embed, raw_input = EMBEDDINGS[cfg.kind](cfg, demo_states.shape[1])
+    pairs = np.resize(demo_states, (cfg.remedy_pairs, demo_states.shape[1]))
+    pairs = pairs if raw_input else (pairs - mean) / std
     transform = fit_remedy(cfg.remedy, embed, pairs, seed=seed, discriminant_dims=cfg.discriminant_dims)
     x = transform(embed(pairs, [seed, 5]))
     scale = float(1.0 / np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-    return StateView(embed, mean, std, transform, cfg.oracle_scale, scale)
+    return StateView(embed, mean, std, transform, cfg.oracle_scale, scale, raw_input)
 
 
 class EmbeddingEdge(NamedTuple):
@@ -170,6 +202,10 @@ class EmbeddingEdge(NamedTuple):
         return demos._replace(obs=self.view(demos.obs, seed=[self.seed, 1]),
                               next_obs=self.view(demos.next_obs, seed=[self.seed, 2]))
 
+    def reembed(self, states: np.ndarray, seed: int) -> np.ndarray:
+        """`states` as the policy would see them with another nuisance draw (`seed`)."""
+        return self.view(states, seed=[self.seed, 6, seed])
+
 
 class NoEmbedding(NamedTuple):
     """The state as it is."""
@@ -179,6 +215,9 @@ class NoEmbedding(NamedTuple):
 
     def label(self, demos: Any) -> Any:
         return demos
+
+    def reembed(self, states: np.ndarray, seed: int) -> np.ndarray:
+        return np.asarray(states, np.float32)
 
 
 def embedding_edge(cfg: EmbedConfig, demo_states, *, seed: int = 0) -> EmbeddingEdge | NoEmbedding:

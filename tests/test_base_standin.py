@@ -148,3 +148,27 @@ def test_stored_standins_load_and_match_their_summary():
         with np.load(d / "params.npz") as z:  # the parameters of that network, without building it
             assert sum(z[k].size for k in z.files) == facts["params"]
             assert z["out/kernel"].shape == (cfg.hidden, cfg.horizon * cfg.action_dim)
+
+
+def test_activations_are_the_action_experts_state_at_the_first_step_and_move_with_the_noise(trained):
+    cfg, res = trained
+    pol = si.StandInPolicy(cfg, res.params, res.obs_mean, res.obs_std, seed=0)
+    obs = np.random.default_rng(1).standard_normal((6, 3)).astype(np.float32)
+    noise = np.random.default_rng(2).standard_normal((6, 10, 2)).astype(np.float32)
+    h = pol.activations(obs, noise)
+    assert h.shape == (6, 64)
+    np.testing.assert_array_equal(pol.activations(obs, noise), h)
+    assert not np.allclose(pol.activations(obs, noise[::-1]), h)  # another flow-noise draw moves them
+    # zero layers: the velocity MLP's input, [embedding, the noise itself, the features of t = 1]
+    x0 = pol.activations(obs, noise, layers=0)
+    np.testing.assert_allclose(x0[:, :32], pol.embedding(obs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x0[:, 32:52], noise.reshape(6, 20), rtol=1e-6)
+    # the last layer's activations give the sampler's first velocity through the output layer
+    net = si.FlowNet(cfg)
+    v = net.apply({"params": res.params}, (obs - res.obs_mean) / res.obs_std, jnp.asarray(noise), jnp.ones(6))
+    w, b = res.params["out"]["kernel"], res.params["out"]["bias"]
+    np.testing.assert_allclose(np.asarray(v).reshape(6, -1), h @ np.asarray(w) + np.asarray(b), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="noise of shape"):
+        pol.activations(obs, noise[:, :5])
+    with pytest.raises(ValueError, match="layers"):
+        pol.activations(obs, noise, layers=3)

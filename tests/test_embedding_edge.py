@@ -139,3 +139,21 @@ def test_a_run_sees_the_embedding_and_resumes(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [0, 100, 200]
     agent, state = load_run(tmp_path / "run")
     assert agent.policy.apply(state.actor.variables, setup.demos.obs[:3])[0].shape == (3, 2)
+
+
+def test_standin_view_reads_the_stored_standin_and_checks_its_state_size():
+    from pathlib import Path
+
+    source = str(Path(__file__).resolve().parents[1] / "book" / "_artefacts" / "base" / "pointmass-reach_1000")
+    states = np.random.default_rng(0).uniform(-1, 1, (64, 6))
+    view = state_view(EmbedConfig(kind="standin", source=source, remedy_pairs=64), states)
+    assert view.raw_input and view.dim == 256
+    x = view(states, seed=0)
+    np.testing.assert_array_equal(view(states, seed=0), x)
+    assert not np.allclose(view(states, seed=1), x)  # the stand-in's own flow noise, redrawn
+    with pytest.raises(ValueError, match="6-dimensional"):
+        state_view(EmbedConfig(kind="standin", source=source), states[:, :4])
+    with pytest.raises(UserError, match="source"):
+        EmbedConfig(kind="standin")
+    with pytest.raises(UserError, match="layers"):
+        EmbedConfig(kind="synthetic", layers=1)

@@ -147,11 +147,15 @@ class FlowNet(nn.Module):
     def embed(self, obs: jax.Array) -> jax.Array:
         return self.encoder[1](nn.gelu(self.encoder[0](obs)))
 
-    def velocity(self, emb: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+    def hidden(self, emb: jax.Array, x: jax.Array, t: jax.Array, layers: int | None = None) -> jax.Array:
+        """The velocity MLP's activations after its first `layers` layers (None: all of them)."""
         h = jnp.concatenate([emb, x.reshape(x.shape[0], -1), time_features(t, self.cfg.time_dim)], axis=-1)
-        for layer in self.body:
+        for layer in self.body[:layers]:
             h = nn.gelu(layer(h))
-        return self.out(h).reshape(x.shape)
+        return h
+
+    def velocity(self, emb: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+        return self.out(self.hidden(emb, x, t)).reshape(x.shape)
 
     def __call__(self, obs: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
         return self.velocity(self.embed(obs), x, t)
@@ -264,8 +268,8 @@ def train_standin(cfg: StandInConfig, obs: np.ndarray, chunks: np.ndarray, *, st
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(cfg: StandInConfig) -> tuple[Callable, Callable]:
-    """Jitted (sample, embed) for one network shape, shared by every policy of that shape (one compilation)."""
+def _compiled(cfg: StandInConfig) -> tuple[Callable, Callable, Callable]:
+    """Jitted (sample, embed, activations) for one network shape, shared by every policy of that shape."""
     net = FlowNet(cfg)
 
     def sample(p, obs_n, noise):
@@ -274,7 +278,13 @@ def _compiled(cfg: StandInConfig) -> tuple[Callable, Callable]:
                          cfg.euler_steps)
         return jnp.clip(x, -1.0, 1.0)  # the policy's own action box, as the scripted experts clip theirs
 
-    return jax.jit(sample), jax.jit(lambda p, o: net.apply({"params": p}, o, method=FlowNet.embed))
+    def activations(p, obs_n, noise, layers):
+        emb = net.apply({"params": p}, obs_n, method=FlowNet.embed)
+        t = jnp.ones((noise.shape[0],), noise.dtype)  # the sampler's first step: x = noise at t = 1
+        return net.apply({"params": p}, emb, noise, t, layers, method=FlowNet.hidden)
+
+    return (jax.jit(sample), jax.jit(lambda p, o: net.apply({"params": p}, o, method=FlowNet.embed)),
+            jax.jit(activations, static_argnums=3))
 
 
 class StandInPolicy:
@@ -290,7 +300,7 @@ class StandInPolicy:
                              f"{self.obs_std.shape}, expected ({cfg.obs_dim},)")
         self.info = dict(info or {})
         self._rng = np.random.default_rng(seed)
-        self._sample, self._embed = _compiled(cfg)
+        self._sample, self._embed, self._activations = _compiled(cfg)
         self.spec = {LOWDIM_KEY: FieldSpec((cfg.obs_dim,), "<f4"), **IGNORED_KEYS}
 
     @property
@@ -319,6 +329,19 @@ class StandInPolicy:
     def embedding(self, obs: np.ndarray) -> np.ndarray:
         """The encoder's embedding [B, embed_dim] of flat observations [B, obs_dim]."""
         return np.asarray(self._embed(self.params, self._normalise(np.atleast_2d(obs))))
+
+    def activations(self, obs: np.ndarray, noise: np.ndarray, *, layers: int | None = None) -> np.ndarray:
+        """The action expert's activations [B, hidden] at the sampler's first step (x = `noise` [B, H, d] at
+        t = 1) after `layers` of its layers (None: all): like a large model's internal state, a function of the
+        observation *and* of the flow noise, so re-embedding a state with another draw moves it (chapter 10)."""
+        obs = np.atleast_2d(np.asarray(obs, np.float32))
+        noise = np.asarray(noise, np.float32)
+        if noise.shape != (obs.shape[0], self.cfg.horizon, self.cfg.action_dim):
+            raise ValueError(f"stand-in activations: noise of shape {list(noise.shape)}, expected "
+                             f"[{obs.shape[0]}, {self.cfg.horizon}, {self.cfg.action_dim}]")
+        if layers is not None and not 0 <= layers <= self.cfg.layers:
+            raise ValueError(f"stand-in activations: layers must lie in 0..{self.cfg.layers}, got {layers}")
+        return np.asarray(self._activations(self.params, self._normalise(obs), noise, layers))
 
     def infer(self, obs: Mapping[str, Any]) -> dict[str, Any]:
         check_observation(obs, self.spec)

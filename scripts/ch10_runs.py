@@ -1,0 +1,114 @@
+"""Chapter 10's longer runs, stored small under book/_artefacts/ch10/ for the chapter to plot beside its preview.
+
+Two experiments, each over seeds 0-2 (every run resumable in --work; the stored JSON holds numbers only):
+
+- `end_to_end`: CSIL (the preview preset, 10 demonstrations, 20,000 env steps) on pointmass-obstacles with the
+  policy and the critic seeing the state, a 256-d synthetic embedding of it (64 linear signal coordinates, 192 of
+  a 32-d nuisance drawn afresh at every observation), and that embedding through two remedies (whitening by the
+  nuisance covariance; the discriminant projection onto 16 directions). For each: the BC policy's entropy gap on
+  its own stochastic rollouts (`collapse.bc_policy_gap`) and the success curve (step 0 = BC).
+- `standin`: the BC policy's gap when it sees the stand-in base policy's action-expert activations (chapter 9's
+  stand-in, its flow noise drawn afresh at every observation) instead of the state, with and without the remedies,
+  on pointmass-reach (stand-in book/_artefacts/base/pointmass-reach_10000) and, with `--lift`, on Lift
+  (book/_artefacts/base/lift_10000 and scripted demonstrations made here).
+
+    python scripts/ch10_runs.py [--parts end_to_end standin] [--lift] [--seeds 0 1 2] [--workers 2]
+        [--work DIR] [--out book/_artefacts/ch10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC = {"kind": "synthetic"}  # EmbedConfig's defaults: 256-d, 64 linear signal coordinates, 32-d nuisance
+END_TO_END = {
+    "state": {},
+    "embedding": SYNTHETIC,
+    "embedding + whitening": {**SYNTHETIC, "remedy": "whiten"},
+    "embedding + discriminant": {**SYNTHETIC, "remedy": "discriminant"},
+}
+END_TO_END_RUN = dict(task="pointmass-obstacles", num_demos=10, env_steps=20_000, eval_every=2_000)
+STANDIN_RUN = dict(learn_online=False, env_steps=100, eval_every=100)  # BC, its gap and its success only
+STANDINS = {"pointmass-reach": "pointmass-reach_10000", "lift": "lift_10000"}
+
+
+def standin_inputs(task: str) -> dict[str, dict]:
+    source = str(ROOT / "book" / "_artefacts" / "base" / STANDINS[task])
+    si = {"kind": "standin", "source": source}
+    return {"state": {}, "stand-in activations": si, "stand-in + whitening": {**si, "remedy": "whiten"},
+            "stand-in + discriminant": {**si, "remedy": "discriminant"}}
+
+
+def run(job: tuple[str, str, dict, int, dict, str]) -> tuple[str, str, int, dict]:
+    """One run (cached in its directory as result.json)."""
+    from csil_lite.collapse import csil_from_embedding
+
+    part, name, embed, seed, overrides, work = job
+    run_dir = Path(work) / part / f"{name.replace(' ', '').replace('+', '_')}_{seed}"
+    done = run_dir / "result.json"
+    if done.exists():
+        return part, name, seed, json.loads(done.read_text())
+    t0 = time.perf_counter()
+    result = csil_from_embedding(embed, run_dir, seed=seed, **overrides)
+    result["seconds"] = time.perf_counter() - t0
+    done.write_text(json.dumps(result))
+    return part, name, seed, result
+
+
+def lift_demos(work: Path, n: int = 10) -> str:
+    from csil_lite.cli import main as cli
+
+    path = work / f"lift_scripted_{n}.hdf5"
+    if not path.exists():
+        cli(["demos", "generate", "--task", "lift", "--num-demos", str(n), "--out", str(path)])
+    return str(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", default=["end_to_end", "standin"], choices=["end_to_end", "standin"])
+    ap.add_argument("--lift", action="store_true", help="the stand-in part on Lift too (robosuite)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--work", default="ch10_work", help="run directories (resumable; not stored)")
+    ap.add_argument("--out", default=str(ROOT / "book" / "_artefacts" / "ch10"))
+    args = ap.parse_args()
+    work = Path(args.work)
+    jobs = []
+    if "end_to_end" in args.parts:
+        jobs += [("end_to_end", name, embed, s, END_TO_END_RUN, str(work))
+                 for name, embed in END_TO_END.items() for s in args.seeds]
+    if "standin" in args.parts:
+        tasks = {"pointmass-reach": {}}
+        if args.lift:
+            tasks["lift"] = {"demos_path": lift_demos(work), "num_demos": 10}
+        for task, extra in tasks.items():
+            jobs += [(f"standin_{task}", name, embed, s, {**STANDIN_RUN, "task": task, **extra}, str(work))
+                     for name, embed in standin_inputs(task).items() for s in args.seeds]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, dict[str, dict]]] = {}
+    with ProcessPoolExecutor(args.workers) as pool:
+        for part, name, seed, result in pool.map(run, jobs):
+            results.setdefault(part, {}).setdefault(name, {})[str(seed)] = result
+            gap = result["gap"]
+            print(f"{part:24s} {name:26s} seed {seed}: gap {gap['gap']:+.2f} (in sample {gap['gap_in_sample']:+.2f}),"
+                  f" rho(x) {gap['nn_input']:.2f}, success {result['success'][0]:.2f} -> {result['success'][-1]:.2f}",
+                  flush=True)
+    for part, by_name in results.items():
+        overrides = jobs[[j[0] for j in jobs].index(part)][4]
+        stored = {"run": {k: v for k, v in overrides.items() if k != "demos_path"},
+                  "inputs": {name: {k: v for k, v in (END_TO_END.get(name) or standin_inputs(
+                      part.removeprefix("standin_")).get(name, {})).items() if k != "source"} for name in by_name},
+                  "results": by_name}
+        (out / f"{part}.json").write_text(json.dumps(stored, indent=1) + "\n")
+        print(f"wrote {out / f'{part}.json'}")
+
+
+if __name__ == "__main__":
+    main()
