@@ -321,7 +321,7 @@ class BaseConfig:
         return "openpi" if sep and head and tail.isdigit() and "/" not in rest else "standin"
 
 
-Remedy = Literal["none", "whiten", "project", "discriminant", "demo_whiten"]
+Remedy = Literal["none", "whiten", "project", "discriminant", "demo_whiten", "sngp"]
 REMEDIES: tuple[str, ...] = typing.get_args(Remedy)
 
 
@@ -339,7 +339,7 @@ class EmbedConfig:
     states before anything is trained, applied to every observation: 'whiten' by the within-state (nuisance)
     covariance, 'project' the nuisance directions out, 'discriminant' keep the `discriminant_dims` directions
     with the largest demonstration-to-nuisance variance ratio, 'demo_whiten' by the demonstrations' covariance
-    (a control), 'none'. `seed`: the embedding's random weights. `kind='none'`: the state as it is.
+    and 'sngp' a random projection to 32 coordinates with a layer normalisation (two controls), 'none'. `seed`: the embedding's random weights. `kind='none'`: the state as it is.
 
     `kind='standin'`: the activations of a trained stand-in base policy's action expert (`source`, after
     `layers` of its layers) at the sampler's first step, with the flow noise drawn afresh at every observation

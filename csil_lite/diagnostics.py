@@ -337,3 +337,23 @@ def discriminant_projection(total: np.ndarray, within: np.ndarray, k: int, *, fl
     white = whitening(within, floor=floor).matrix
     _, u = np.linalg.eigh(white.T @ total @ white)
     return LinearTransform(white @ u[:, ::-1][:, :k], f"top {k} demonstration-to-nuisance directions")
+
+
+class NormalisedProjection(NamedTuple):
+    """x -> LayerNorm(x @ matrix) (no learned scale or shift): the SNGP-style control of chapter 10."""
+    matrix: np.ndarray  # [d, k]
+    description: str
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = np.asarray(x, np.float64) @ self.matrix
+        return ((y - y.mean(axis=1, keepdims=True)) / (y.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+def sngp_projection(d: int, k: int = 32, *, seed: int = 0) -> NormalisedProjection:
+    """A random Gaussian projection to `k` coordinates (entries N(0, 1/k): distances kept in expectation, the
+    Johnson-Lindenstrauss map) followed by a layer normalisation: what SNGP-style distance-aware features do to
+    an input. It keeps the input's geometry, so it cannot restore a contrast the geometry has lost (a control)."""
+    if k < 1 or d < 1:
+        raise ValueError(f"sngp_projection: need d >= 1 and k >= 1, got {d}, {k}")
+    rng = np.random.default_rng(seed)
+    return NormalisedProjection(rng.normal(0.0, k ** -0.5, (d, k)), f"random projection to {k} + layer norm")

@@ -87,18 +87,21 @@ def with_oracle(x: np.ndarray, states: np.ndarray, scale: float) -> np.ndarray:
 
 
 def fit_remedy(remedy: Remedy, embed, states: np.ndarray, *, seed: int, project_k: int = 0,
-               discriminant_dims: int = 16) -> dg.LinearTransform:
+               discriminant_dims: int = 16) -> dg.LinearTransform | dg.NormalisedProjection:
     """The remedy's linear map, estimated from two re-embeddings of `states` (nuisance seeds seed, seed + 1).
 
     whiten: by the within-state (nuisance) covariance (eq-ch10-whiten); project: the top `project_k` nuisance
     directions removed (default: as many as the nuisance has coordinates); discriminant: the
     `discriminant_dims` directions with the largest demonstration-to-nuisance variance ratio (eq-ch10-disc);
     demo_whiten: by the demonstrations' total covariance (a control: it whitens the signal along with the
-    nuisance); none: the identity.
+    nuisance); sngp: a random projection to 32 coordinates and a layer norm (`diagnostics.sngp_projection`,
+    the other control); none: the identity.
     """
     a, b = embed(states, seed), embed(states, seed + 1)
     if remedy == "none":
         return dg.LinearTransform(np.eye(a.shape[1]), "none")
+    if remedy == "sngp":
+        return dg.sngp_projection(a.shape[1], 32, seed=seed)
     total = np.cov(np.asarray(a, np.float64), rowvar=False)
     if remedy == "demo_whiten":
         return dg.whitening(total)
@@ -153,7 +156,7 @@ class StateView(NamedTuple):
     embed: SyntheticEmbedding
     mean: np.ndarray  # [state_dim]
     std: np.ndarray  # [state_dim]
-    transform: dg.LinearTransform
+    transform: dg.LinearTransform | dg.NormalisedProjection
     oracle_scale: float | None
     scale: float = 1.0
     raw_input: bool = False  # the embedding normalises the state itself (a stand-in): hand it the raw state

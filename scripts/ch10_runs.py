@@ -1,6 +1,6 @@
 """Chapter 10's longer runs, stored small under book/_artefacts/ch10/ for the chapter to plot beside its preview.
 
-Two experiments, each over seeds 0-2 (every run resumable in --work; the stored JSON holds numbers only):
+Three experiments (every run resumable in --work; the stored JSON holds numbers only):
 
 - `end_to_end`: CSIL (the preview preset, 10 demonstrations, 20,000 env steps) on pointmass-obstacles with the
   policy and the critic seeing the state, a 256-d synthetic embedding of it (64 linear signal coordinates, 192 of
@@ -11,8 +11,11 @@ Two experiments, each over seeds 0-2 (every run resumable in --work; the stored 
   stand-in, its flow noise drawn afresh at every observation) instead of the state, with and without the remedies,
   on pointmass-reach (stand-in book/_artefacts/base/pointmass-reach_10000) and, with `--lift`, on Lift
   (book/_artefacts/base/lift_10000 and scripted demonstrations made here).
+- `dims`: the thesis's Fig. 6.5 on chapter 10's strip task: the gap of the BC policy against the embedding's
+  dimension D (8 signal coordinates, D - 8 nuisance) with and without the state appended as an oracle (scale 32),
+  at the chapter's preview sizes, seeds 0-4.
 
-    python scripts/ch10_runs.py [--parts end_to_end standin] [--lift] [--seeds 0 1 2] [--workers 2]
+    python scripts/ch10_runs.py [--parts end_to_end standin dims] [--lift] [--seeds 0 1 2] [--workers 2]
         [--work DIR] [--out book/_artefacts/ch10]
 """
 
@@ -35,6 +38,9 @@ END_TO_END = {
 END_TO_END_RUN = dict(task="pointmass-obstacles", num_demos=10, env_steps=20_000, eval_every=2_000)
 STANDIN_RUN = dict(learn_online=False, env_steps=100, eval_every=100)  # BC, its gap and its success only
 STANDINS = {"pointmass-reach": "pointmass-reach_10000", "lift": "lift_10000"}
+DIMS = (8, 16, 32, 64, 128, 256, 512, 1024)
+DIMS_BC = dict(steps=400, hidden=(64, 64), n_demo=512)  # chapter 10's preview sizes
+DIMS_SEEDS = (0, 1, 2, 3, 4)
 
 
 def standin_inputs(task: str) -> dict[str, dict]:
@@ -60,6 +66,25 @@ def run(job: tuple[str, str, dict, int, dict, str]) -> tuple[str, str, int, dict
     return part, name, seed, result
 
 
+def dims_run(job: tuple[int, float | None, int]) -> tuple[int, float | None, int, dict]:
+    from csil_lite.collapse import gap_run
+
+    dim, oracle, seed = job
+    return dim, oracle, seed, gap_run(dim, seed=seed, oracle_scale=oracle, **DIMS_BC)._asdict()
+
+
+def dims_part(out: Path, workers: int) -> None:
+    jobs = [(d, o, s) for d in DIMS for o in (None, 32.0) for s in DIMS_SEEDS]
+    rows = []
+    with ProcessPoolExecutor(workers) as pool:
+        for dim, oracle, seed, r in pool.map(dims_run, jobs):
+            rows.append({"dim": dim, "oracle_scale": oracle, "seed": seed, **r})
+            print(f"dims D={dim:4d} oracle {oracle} seed {seed}: gap {r['gap']:+.2f}, rho(x) {r['nn_input']:.2f}",
+                  flush=True)
+    (out / "dims.json").write_text(json.dumps({"bc": DIMS_BC, "rows": rows}, indent=1) + "\n")
+    print(f"wrote {out / 'dims.json'}")
+
+
 def lift_demos(work: Path, n: int = 10) -> str:
     from csil_lite.cli import main as cli
 
@@ -71,7 +96,8 @@ def lift_demos(work: Path, n: int = 10) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["end_to_end", "standin"], choices=["end_to_end", "standin"])
+    ap.add_argument("--parts", nargs="+", default=["end_to_end", "standin", "dims"],
+                    choices=["end_to_end", "standin", "dims"])
     ap.add_argument("--lift", action="store_true", help="the stand-in part on Lift too (robosuite)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--workers", type=int, default=2)
@@ -92,6 +118,8 @@ def main() -> None:
                      for name, embed in standin_inputs(task).items() for s in args.seeds]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if "dims" in args.parts:
+        dims_part(out, args.workers)
     results: dict[str, dict[str, dict[str, dict]]] = {}
     with ProcessPoolExecutor(args.workers) as pool:
         for part, name, seed, result in pool.map(run, jobs):

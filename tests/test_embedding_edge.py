@@ -46,6 +46,22 @@ def test_discriminant_projection_refuses_bad_shapes():
         dg.discriminant_projection(np.eye(3), np.eye(4), 1)
 
 
+def test_sngp_projection_keeps_distances_and_normalises_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 512)) * 3.0 + 1.0
+    proj = dg.sngp_projection(512, 256, seed=0)
+    y = proj(x)
+    assert y.shape == (200, 256)
+    np.testing.assert_allclose(y.mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(y.std(axis=1), 1.0, atol=1e-4)
+    # before the normalisation the projection keeps pairwise distances (Johnson-Lindenstrauss)
+    z = x @ proj.matrix
+    ratio = np.linalg.norm(z[:100] - z[100:], axis=1) / np.linalg.norm(x[:100] - x[100:], axis=1)
+    assert np.all(np.abs(ratio - 1.0) < 0.25), (ratio.min(), ratio.max())
+    with pytest.raises(ValueError, match="k >= 1"):
+        dg.sngp_projection(8, 0)
+
+
 def test_linear_signal_is_an_exact_linear_map_of_the_state():
     embed = synthetic_embedding(3, 440, signal_dims=400, signal="linear", seed=1)
     s = np.random.default_rng(2).normal(size=(500, 3))
@@ -56,14 +72,14 @@ def test_linear_signal_is_an_exact_linear_map_of_the_state():
         synthetic_embedding(3, 40, signal="cubic")
 
 
-@pytest.mark.parametrize("remedy", ["none", "whiten", "project", "discriminant", "demo_whiten"])
+@pytest.mark.parametrize("remedy", ["none", "whiten", "project", "discriminant", "demo_whiten", "sngp"])
 def test_state_view_has_unit_scale_on_the_demonstrations_and_is_seeded(remedy):
     states = np.random.default_rng(3).normal(size=(300, 4)) * [1.0, 10.0, 0.1, 5.0] + 7.0
     cfg = EmbedConfig(kind="synthetic", dim=48, signal_dims=8, remedy=remedy, remedy_pairs=600,
                       discriminant_dims=6)
     view = state_view(cfg, states, seed=0)
     x = view(states, seed=1)
-    assert x.shape == (300, view.dim) and view.dim == (6 if remedy == "discriminant" else 48)
+    assert x.shape == (300, view.dim) and view.dim == {"discriminant": 6, "sngp": 32}.get(remedy, 48)
     assert np.mean(x.astype(np.float64) ** 2) == pytest.approx(1.0, rel=0.1)
     np.testing.assert_array_equal(view(states, seed=1), x)  # same nuisance seed, same embedding
     redrawn = view(states, seed=2)  # another draw of the nuisance: gone only where the remedy projected it out
@@ -157,3 +173,16 @@ def test_standin_view_reads_the_stored_standin_and_checks_its_state_size():
         EmbedConfig(kind="standin")
     with pytest.raises(UserError, match="layers"):
         EmbedConfig(kind="synthetic", layers=1)
+
+
+def test_the_cli_sets_the_embed_section(tmp_path):
+    from csil_lite.train import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--out", str(tmp_path), "--task", "pointmass-obstacles", "--preset", "preview",
+                                      "--set", "embed.kind=synthetic", "--set", "embed.remedy=discriminant",
+                                      "--set", "embed.oracle_scale=2.0"])
+    embed = config_from_args(args).embed
+    assert (embed.kind, embed.remedy, embed.oracle_scale) == ("synthetic", "discriminant", 2.0)
+    bad = build_parser().parse_args(["--out", str(tmp_path), "--set", "embed.remedy=magic"])
+    with pytest.raises(UserError, match="remedy"):
+        config_from_args(bad)
