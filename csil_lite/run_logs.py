@@ -26,7 +26,20 @@ from typing import Any, Callable, Iterator
 from csil_lite.errors import UserError
 
 
-class TensorBoardLog:
+class _Sink:
+    """An `on_eval` sink is a context manager that closes itself when the block ends."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class TensorBoardLog(_Sink):
     """A callable `on_eval` sink writing each evaluation row's numbers as TensorBoard scalars; close it (or use it
     as a context manager) to flush the event file."""
 
@@ -47,12 +60,6 @@ class TensorBoardLog:
     def close(self) -> None:
         self._writer.close()
 
-    def __enter__(self) -> "TensorBoardLog":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def _numbers(row: dict[str, Any]) -> dict[str, float]:
     """The row's finite numeric fields (flags and text left out), `wall_time` renamed `time/wall_s`."""
@@ -60,7 +67,7 @@ def _numbers(row: dict[str, Any]) -> dict[str, float]:
             if k != "step" and not isinstance(v, bool) and isinstance(v, Real) and math.isfinite(v)}
 
 
-class WandbLog:
+class WandbLog(_Sink):
     """A callable `on_eval` sink logging each evaluation row to an offline Weights & Biases run, at the row's env
     step; W&B keeps it in `directory`/wandb/offline-run-* (`directory`: the run directory). `config`: the run's
     configuration (plain data)."""
@@ -82,12 +89,6 @@ class WandbLog:
 
     def close(self) -> None:
         self._run.finish()
-
-    def __enter__(self) -> "WandbLog":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @contextmanager
