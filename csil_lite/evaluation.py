@@ -114,16 +114,19 @@ def median_iqr(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarra
     return np.median(v, axis=axis), np.percentile(v, 25, axis=axis), np.percentile(v, 75, axis=axis)
 
 
-def steps_to_threshold(steps: Sequence[float], values: Sequence[float], threshold: float) -> float | None:
+def steps_to_threshold(steps: Sequence[float], values: Sequence[float], threshold: float, *,
+                       smooth: int = 1) -> float | None:
     """The first evaluated step at which `values` reaches `threshold` (value >= threshold); None if it never does.
 
     `steps` and `values` are one run's evaluation steps and its metric there (e.g. success rate), in step order.
-    NaN values (a metric not recorded at that evaluation) never count as reached.
+    NaN values (a metric not recorded at that evaluation) never count as reached. `smooth` > 1: the trailing mean
+    of the last `smooth` evaluations (fewer at the start) must reach it, so one lucky evaluation does not count.
     """
     s, v = np.asarray(steps, np.float64), np.asarray(values, np.float64)
-    if s.ndim != 1 or s.shape != v.shape:
-        raise ValueError(f"steps_to_threshold: need 1-D steps and values of one length, got shapes {s.shape} and "
-                         f"{v.shape}")
+    if s.ndim != 1 or s.shape != v.shape or smooth < 1:
+        raise ValueError(f"steps_to_threshold: need 1-D steps and values of one length and smooth >= 1, got shapes "
+                         f"{s.shape} and {v.shape}, smooth {smooth}")
+    v = np.array([v[max(0, i - smooth + 1): i + 1].mean() for i in range(len(v))]) if smooth > 1 else v
     if s.size > 1 and np.any(np.diff(s) <= 0):
         raise ValueError(f"steps_to_threshold: steps must be strictly increasing, got {s.tolist()}")
     hit = np.flatnonzero(v >= threshold)

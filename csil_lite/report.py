@@ -195,6 +195,66 @@ def load_runs(folder: str | Path) -> StoredRuns:
     return StoredRuns(settings, records, protocol_summary(records), curves, learning_starts)
 
 
+def threshold_summary(run_dirs: Iterable[str | Path], threshold: float, *, smooth: int = 1
+                      ) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(method, task): {median, q25, q75, reached, seeds, steps}}: the env steps each run took to reach success
+    `threshold` (`evaluation.steps_to_threshold`, on a `smooth`-evaluation trailing mean), from its config.json and
+    metrics.jsonl. A run that never reached it counts as infinitely slow, so a median over seeds is finite only if
+    more than half of them reached it; `steps` lists each seed's (None: not reached), `reached` how many did."""
+    from csil_lite.config import RunConfig
+    from csil_lite.evaluation import steps_to_threshold
+    from csil_lite.loop import method_label, read_metrics
+
+    per: dict[tuple[str, str], dict[int, float | None]] = defaultdict(dict)
+    for d in map(Path, run_dirs):
+        if not (d / "config.json").is_file():
+            raise UserError(f"{d}: not a run directory (no config.json)")
+        cfg = RunConfig.from_dict(json.loads((d / "config.json").read_text()))
+        rows = read_metrics(d)
+        if not rows:
+            raise UserError(f"{d}: no evaluations yet (metrics.jsonl is empty)")
+        key = (method_label(cfg), cfg.task)
+        if cfg.seed in per[key]:
+            raise ValueError(f"threshold_summary: seed {cfg.seed} of {key[0]} on {key[1]} appears twice")
+        per[key][cfg.seed] = steps_to_threshold([r["step"] for r in rows], [r["success_rate"] for r in rows],
+                                                threshold, smooth=smooth)
+    out = {}
+    for key, by_seed in per.items():
+        steps = [by_seed[s] for s in sorted(by_seed)]
+        a = np.array([np.inf if v is None else v for v in steps], np.float64)
+        # quartiles are seeds' own values (no interpolation: a run that never reached it stays 'never')
+        out[key] = {"median": float(np.median(a)), "q25": float(np.percentile(a, 25, method="inverted_cdf")),
+                    "q75": float(np.percentile(a, 75, method="inverted_cdf")), "reached": int(np.isfinite(a).sum()),
+                    "seeds": len(a), "steps": steps}
+    return out
+
+
+def _steps(v: float) -> str:
+    return "never" if not np.isfinite(v) else f"{v / 1000:.0f}k" if v >= 1000 else f"{v:.0f}"
+
+
+def threshold_table(summary: dict[tuple[str, str], dict[str, Any]], threshold: float, *, smooth: int = 1,
+                    methods: Sequence[str] | None = None, tasks: Sequence[str] | None = None) -> str:
+    """Markdown: env steps to `threshold` success, 'median [q25, q75] (reached/seeds)' per method and task; the
+    fastest median of each task in bold; 'never' where a quantile is a run that did not reach it."""
+    ms, ts = _order((m for m, _ in summary), methods), _order((t for _, t in summary), tasks)
+    best = {t: min((c["median"] for (m, tt), c in summary.items() if tt == t), default=np.inf) for t in ts}
+    avg = f", {smooth}-evaluation mean" if smooth > 1 else ""
+    lines = [f"env steps to success >= {threshold:g}{avg}: median [25th, 75th] (seeds that reached it)", "",
+             "| method | " + " | ".join(ts) + " |", "|---|" + "---|" * len(ts)]
+    for m in ms:
+        cells = []
+        for t in ts:
+            c = summary.get((m, t))
+            if c is None:
+                cells.append("-")
+                continue
+            text = f"{_steps(c['median'])} [{_steps(c['q25'])}, {_steps(c['q75'])}] ({c['reached']}/{c['seeds']})"
+            cells.append(f"**{text}**" if np.isfinite(c["median"]) and c["median"] == best[t] else text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def initial_drops(runs: StoredRuns) -> dict[str, np.ndarray]:
     """Per method, each seed's lowest evaluation minus its first (step 0, the start it was initialised at)."""
     return {m: values.min(axis=1) - values[:, 0] for m, (_, values) in runs.curves.items()}
@@ -221,19 +281,50 @@ def curves_figure(runs: StoredRuns, methods: Sequence[str] | None = None, ax=Non
 
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="csil-lite report", description=__doc__.split("\n")[0])
-    p.add_argument("runs", nargs="+", help="run directories holding final_eval.json")
-    p.add_argument("--table", default=None, help="write the markdown table here (default: print it)")
-    p.add_argument("--figure", default=None, help="also draw the table as bars into this image")
+    p.add_argument("runs", nargs="+", help="run directories (holding final_eval.json for the protocol table); "
+                   "with --sweep, the sweep's --out directory")
+    p.add_argument("--sweep", default=None, metavar="FILE",
+                   help="report the runs of this sweep file found under the one directory given, with the file's "
+                        "[report] threshold and smooth")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="also tabulate the env steps each method took to reach this success rate")
+    p.add_argument("--smooth", type=int, default=None, help="... on a trailing mean of this many evaluations")
+    p.add_argument("--table", default=None, help="write the markdown table(s) here (default: print them)")
+    p.add_argument("--figure", default=None, help="also draw the protocol table as bars into this image")
     args = p.parse_args(argv)
     for flag, path in (("--table", args.table), ("--figure", args.figure)):
         if path:
             check_output_path(flag, path)
-    summary = protocol_summary(read_final_eval(r) for r in args.runs)
-    table = protocol_table(summary)
+    runs, threshold, smooth = list(args.runs), args.threshold, args.smooth
+    if args.sweep:
+        from csil_lite.sweep import read_sweep_file, runs_of_file
+
+        if len(runs) != 1:
+            raise UserError("report --sweep FILE takes one directory: the sweep's --out")
+        spec = read_sweep_file(args.sweep).get("report", {})
+        threshold = spec.get("threshold") if threshold is None else threshold
+        smooth = spec.get("smooth") if smooth is None else smooth
+        found = [Path(runs[0]) / name for name, _ in runs_of_file(args.sweep)]
+        runs = [str(d) for d in found if (d / "metrics.jsonl").is_file()]
+        print(f"{len(runs)} of the sweep's {len(found)} runs have evaluations under {args.runs[0]}")
+        if not runs:
+            raise UserError(f"{args.runs[0]}: none of {args.sweep}'s runs has started there")
+    tables = []
+    finals = [r for r in runs if (Path(r) / FINAL_EVAL).is_file()]
+    if finals or threshold is None:
+        summary = protocol_summary(read_final_eval(r) for r in (finals if threshold is not None else runs))
+        tables.append(protocol_table(summary))
+    if threshold is not None:
+        if not 0 < threshold <= 1 or (smooth is not None and smooth < 1):
+            raise UserError(f"--threshold {threshold} / --smooth {smooth}: need a success rate in (0, 1] and "
+                            "smooth >= 1")
+        tables.append(threshold_table(threshold_summary(runs, threshold, smooth=smooth or 1), threshold,
+                                      smooth=smooth or 1))
+    table = "\n\n".join(tables)
     if args.table:
         Path(args.table).write_text(table + "\n")
     print(table)
-    if args.figure:
+    if args.figure and finals:
         import matplotlib
 
         matplotlib.use("Agg")

@@ -23,6 +23,10 @@ A sweep file holds the same fields (flags given as well override it):
     cpus = 1
     gpus = 0
 
+    [report]              # `csil-lite report --sweep FILE OUT`: env steps to this success rate, per method
+    threshold = 0.85
+    smooth = 1            # ... on a trailing mean of this many evaluations
+
 A string in [set] may name the run's task as `{task}` (`demos_path = "demos/{task}_200.hdf5"`). The sweep files
 of the paper's figures and tables and of the book's stored runs are in `sweeps/` (chapter 11).
 
@@ -227,7 +231,8 @@ def run_sweep(jobs: list[Job], *, backend: str = "ray", workers: int = 2, cpus: 
 
 
 def read_sweep_file(path: str | Path) -> dict[str, Any]:
-    """The sweep file's [sweep], [set] and [resources] tables, checked for unknown keys."""
+    """The sweep file's [sweep], [set], [grid], [resources] and [report] tables, checked for unknown keys
+    ([report]: `threshold` and `smooth` of `csil-lite report --sweep FILE`'s steps-to-threshold table)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"sweep file {str(p)!r} does not exist")
@@ -235,10 +240,10 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
         spec = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"sweep file {str(p)!r}: {err}") from err
-    unknown = set(spec) - {"sweep", "set", "grid", "resources"}
+    unknown = set(spec) - {"sweep", "set", "grid", "resources", "report"}
     if unknown:
         raise UserError(f"sweep file {str(p)!r}: unknown tables {sorted(unknown)}; expected [sweep], [set], "
-                        "[grid], [resources]")
+                        "[grid], [resources], [report]")
     from csil_lite.train import GROUPS
 
     for key in spec.get("grid", {}):
@@ -249,6 +254,9 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     bad = set(spec.get("sweep", {})) - SWEEP_KEYS
     if bad:
         raise UserError(f"sweep file {str(p)!r}: unknown [sweep] keys {sorted(bad)}; expected {sorted(SWEEP_KEYS)}")
+    bad = set(spec.get("report", {})) - {"threshold", "smooth"}
+    if bad:
+        raise UserError(f"sweep file {str(p)!r}: unknown [report] keys {sorted(bad)}; expected threshold, smooth")
     bad = set(spec.get("resources", {})) - {"cpus", "gpus"}
     if bad:
         raise UserError(f"sweep file {str(p)!r}: unknown [resources] keys {sorted(bad)}; expected cpus, gpus")

@@ -118,9 +118,7 @@ def smoothed_steps_to(steps, success, threshold: float = THRESHOLD, window: int 
     """The first evaluated step whose trailing `window`-evaluation mean reaches `threshold`; None if none does."""
     from csil_lite.evaluation import steps_to_threshold
 
-    s = np.asarray(success, float)
-    avg = np.array([s[max(0, i - window + 1): i + 1].mean() for i in range(len(s))])
-    return steps_to_threshold(steps, avg, threshold)
+    return steps_to_threshold(steps, success, threshold, smooth=window)
 
 
 def _finish(run_dir: Path, final: Path, task: str) -> None:

@@ -90,7 +90,7 @@ def lift_demos(work: Path, n: int = 10) -> str:
 
     path = work / f"lift_scripted_{n}.hdf5"
     if not path.exists():
-        cli(["demos", "generate", "--task", "lift", "--num-demos", str(n), "--out", str(path)])
+        cli(["demos", "generate", "--task", "lift", "--n", str(n), "--out", str(path), "--quiet"])
     return str(path)
 
 

@@ -124,3 +124,51 @@ def test_load_runs_reads_curves_and_drops(tmp_path):
     (tmp_path / "xqc_od_ensemble_1" / "metrics.jsonl").write_text(json.dumps({"step": 0, "success_rate": 1.0}))
     with pytest.raises(ValueError, match="different steps"):
         load_runs(tmp_path)
+
+
+def fake_run(folder, algo, task, seed, curve, every=1000):
+    """A run directory with a config.json and a metrics.jsonl of the given success curve (no training)."""
+    from csil_lite.configs import preset
+
+    folder.mkdir(parents=True)
+    cfg = preset("preview", algo=algo, task=task, seed=seed)
+    (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": i * every, "success_rate": v}) + "\n"
+                                                  for i, v in enumerate(curve)))
+    return folder
+
+
+def test_steps_to_threshold_per_method_with_never_reached_seeds(tmp_path):
+    from csil_lite.report import threshold_summary, threshold_table
+
+    runs = [fake_run(tmp_path / "a0", "csilpp", "pointmass-reach", 0, [0.1, 0.9, 0.9]),
+            fake_run(tmp_path / "a1", "csilpp", "pointmass-reach", 1, [0.1, 0.5, 0.95]),
+            fake_run(tmp_path / "a2", "csilpp", "pointmass-reach", 2, [0.1, 0.2, 0.3]),
+            fake_run(tmp_path / "b0", "csil", "pointmass-reach", 0, [0.1, 0.2, 0.3, 0.9])]
+    s = threshold_summary(runs, 0.85)
+    c = s[("csilpp", "pointmass-reach")]
+    assert c["steps"] == [1000, 2000, None] and c["reached"] == 2 and c["seeds"] == 3
+    assert c["median"] == 2000 and c["q25"] == 1000 and c["q75"] == np.inf
+    assert s[("csil", "pointmass-reach")]["median"] == 3000
+    table = threshold_table(s, 0.85)
+    assert "| csilpp | **2k [1k, never] (2/3)** |" in table and "| csil | 3k [3k, 3k] (1/1) |" in table
+    # a 2-evaluation trailing mean: seed 0 reaches it one evaluation later (0.5 at 1k, 0.9 at 2k)
+    assert threshold_summary(runs[:1], 0.85, smooth=2)[("csilpp", "pointmass-reach")]["steps"] == [2000]
+    with pytest.raises(ValueError, match="twice"):
+        threshold_summary(runs + runs[:1], 0.85)
+
+
+def test_report_cli_reads_a_sweeps_runs_and_its_threshold(tmp_path, capsys):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('[sweep]\nalgos = ["csil", "csilpp"]\ntasks = ["pointmass-reach"]\nseeds = [0]\n'
+                     '[report]\nthreshold = 0.5\nsmooth = 1\n')
+    fake_run(tmp_path / "out" / "csil_pointmass-reach_0", "csil", "pointmass-reach", 0, [0.1, 0.6])
+    assert report_main(["--sweep", str(sweep), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "1 of the sweep's 2 runs have evaluations" in out and "| csil | **1k [1k, 1k] (1/1)** |" in out
+    with pytest.raises(UserError, match="none of"):
+        report_main(["--sweep", str(sweep), str(tmp_path / "nothing")])
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sweep]\nalgos = ["csil"]\n[report]\nthreshhold = 0.5\n')
+    with pytest.raises(UserError, match="threshhold"):
+        report_main(["--sweep", str(bad), str(tmp_path / "out")])
