@@ -11,6 +11,8 @@ the bottleneck and the stationary features (`diagnostics.nearest_neighbour_ratio
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -194,6 +196,7 @@ def csil_from_embedding(embed: dict, run_dir, *, seed: int = 0, budget: str = "p
     cfg = with_overrides(preset(budget, algo="csil"), task=task, seed=seed, embed=dict(embed), **overrides)
     setup = prepare(cfg, progress=progress, run_dir=run_dir)
     gap = bc_policy_gap(cfg, setup, episodes=gap_episodes, seed=seed)
+    (Path(run_dir) / "gap.json").write_text(json.dumps(gap._asdict()))  # kept if the online phase fails
     train(cfg, run_dir, progress=progress, setup=setup)
     rows = read_metrics(run_dir)
     return {"gap": gap._asdict(), "steps": [r["step"] for r in rows], "success": [r["success_rate"] for r in rows]}

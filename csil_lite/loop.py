@@ -350,6 +350,15 @@ def train(
         release_memory()
 
 
+class AgentDiverged(RuntimeError):
+    """The online agent's parameters or actions stopped being finite: a result of the run, named as such."""
+
+
+def _last_metrics(pending: list[dict[str, Any]]) -> str:
+    return (", ".join(f"{k} {float(v):.3g}" for k, v in pending[-1].items()) if pending
+            else "none since the last evaluation")
+
+
 def _check_same_config(cfg: RunConfig, cfg_path: Path) -> None:
     try:
         saved = json.loads(cfg_path.read_text())
@@ -455,6 +464,10 @@ def _online(cfg: RunConfig, run_dir: Path, setup: Setup, edge: Any, env, eval_en
             continue
         key, k_act, k_upd = jax.random.split(key, 3)
         a = np.asarray(act(state.actor.variables, jax.tree.map(jnp.asarray, obs), k_act, False))
+        if not np.all(np.isfinite(a)):
+            raise AgentDiverged(f"{cfg.algo} on {cfg.task}, seed {cfg.seed}: the policy's action is not finite at env "
+                                f"step {step} after {n_updates} updates (the agent diverged; the last training "
+                                f"metrics: {_last_metrics(pending)})")
         base_action = edge.base_action(info)  # the base's action `a` was composed with (None: no base)
         nxt, r, terminated, truncated, info = env.step(a)
         replay.add(obs, a, np.float32(r), nxt, terminated, last=terminated or truncated, base_action=base_action)

@@ -60,7 +60,15 @@ def run(job: tuple[str, str, dict, int, dict, str]) -> tuple[str, str, int, dict
     if done.exists():
         return part, name, seed, json.loads(done.read_text())
     t0 = time.perf_counter()
-    result = csil_from_embedding(embed, run_dir, seed=seed, **overrides)
+    try:
+        result = csil_from_embedding(embed, run_dir, seed=seed, **overrides)
+    except Exception as err:  # noqa: BLE001 - a run that fails (diverges) is a result: stored, not hidden
+        from csil_lite.loop import read_metrics
+
+        rows = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
+        gap = json.loads((run_dir / "gap.json").read_text()) if (run_dir / "gap.json").exists() else None
+        result = {"gap": gap, "steps": [r["step"] for r in rows], "success": [r["success_rate"] for r in rows],
+                  "failed": f"{type(err).__name__}: {err}"}
     result["seconds"] = time.perf_counter() - t0
     done.write_text(json.dumps(result))
     return part, name, seed, result
@@ -124,10 +132,11 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         for part, name, seed, result in pool.map(run, jobs):
             results.setdefault(part, {}).setdefault(name, {})[str(seed)] = result
-            gap = result["gap"]
-            print(f"{part:24s} {name:26s} seed {seed}: gap {gap['gap']:+.2f} (in sample {gap['gap_in_sample']:+.2f}),"
-                  f" rho(x) {gap['nn_input']:.2f}, success {result['success'][0]:.2f} -> {result['success'][-1]:.2f}",
-                  flush=True)
+            gap, succ = result["gap"] or {}, result["success"]
+            print(f"{part:24s} {name:26s} seed {seed}: gap {gap.get('gap', float('nan')):+.2f} (in sample "
+                  f"{gap.get('gap_in_sample', float('nan')):+.2f}), rho(x) {gap.get('nn_input', float('nan')):.2f}, "
+                  f"success {succ[0] if succ else float('nan'):.2f} -> {succ[-1] if succ else float('nan'):.2f}"
+                  + (f"  FAILED: {result['failed']}" if "failed" in result else ""), flush=True)
     for part, by_name in results.items():
         overrides = jobs[[j[0] for j in jobs].index(part)][4]
         stored = {"run": {k: v for k, v in overrides.items() if k != "demos_path"},

@@ -186,3 +186,21 @@ def test_the_cli_sets_the_embed_section(tmp_path):
     bad = build_parser().parse_args(["--out", str(tmp_path), "--set", "embed.remedy=magic"])
     with pytest.raises(UserError, match="remedy"):
         config_from_args(bad)
+
+
+@pytest.mark.slow
+def test_a_diverged_agent_is_named_not_passed_to_the_env(tmp_path, monkeypatch):
+    import csil_lite.loop as loop
+
+    real = loop.make_act
+
+    def nan_when_exploring(agent):
+        act = real(agent)
+        return lambda v, o, k, deterministic: act(v, o, k, deterministic) * (1.0 if deterministic else np.nan)
+
+    monkeypatch.setattr(loop, "make_act", nan_when_exploring)
+    cfg = preset("preview", algo="csil", task="pointmass-reach", num_demos=2, bc_steps=20, critic_pretrain_steps=0,
+                 env_steps=100, learning_starts=50, eval_every=100, eval_episodes=2, replay_capacity=500,
+                 agent=dict(n_demo=16, n_online=16), nets=dict(policy_hidden=(16,), features=16, critic_hidden=(16,)))
+    with pytest.raises(loop.AgentDiverged, match="not finite at env step 0"):
+        loop.train(cfg, tmp_path / "run", progress=False)
