@@ -50,6 +50,11 @@ def standin_inputs(task: str) -> dict[str, dict]:
             "stand-in + discriminant": {**si, "remedy": "discriminant"}}
 
 
+def inputs_of(part: str) -> dict[str, dict]:
+    """The named inputs (EmbedConfig fields) of one stored part."""
+    return END_TO_END if part == "end_to_end" else standin_inputs(part.removeprefix("standin_"))
+
+
 def run(job: tuple[str, str, dict, int, dict, str]) -> tuple[str, str, int, dict]:
     """One run (cached in its directory as result.json)."""
     from csil_lite.collapse import csil_from_embedding
@@ -140,8 +145,8 @@ def main() -> None:
     for part, by_name in results.items():
         overrides = jobs[[j[0] for j in jobs].index(part)][4]
         stored = {"run": {k: v for k, v in overrides.items() if k != "demos_path"},
-                  "inputs": {name: {k: v for k, v in (END_TO_END.get(name) or standin_inputs(
-                      part.removeprefix("standin_")).get(name, {})).items() if k != "source"} for name in by_name},
+                  "inputs": {name: {k: v for k, v in inputs_of(part)[name].items() if k != "source"}
+                             for name in by_name},
                   "results": by_name}
         (out / f"{part}.json").write_text(json.dumps(stored, indent=1) + "\n")
         print(f"wrote {out / f'{part}.json'}")
