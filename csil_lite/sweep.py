@@ -12,7 +12,7 @@ A sweep file holds the same fields (flags given as well override it):
     seeds = [0, 1]
     preset = "preview"
 
-    [set]                 # overrides for every run: RunConfig fields, agent.FIELD, nets.FIELD, base.FIELD
+    [set]                 # overrides for every run: RunConfig fields, agent.FIELD, nets.FIELD, base.FIELD, embed.FIELD
     env_steps = 2000
     "agent.beta" = 0.1
 

@@ -9,8 +9,9 @@ Three experiments (every run resumable in --work; the stored JSON holds numbers 
   its own stochastic rollouts (`collapse.bc_policy_gap`) and the success curve (step 0 = BC).
 - `standin`: the BC policy's gap when it sees the stand-in base policy's action-expert activations (chapter 9's
   stand-in, its flow noise drawn afresh at every observation) instead of the state, with and without the remedies,
-  on pointmass-reach (stand-in book/_artefacts/base/pointmass-reach_10000) and, with `--lift`, on Lift
-  (book/_artefacts/base/lift_10000 and scripted demonstrations made here).
+  on pointmass-reach (stand-in book/_artefacts/base/pointmass-reach_10000, 25 demonstrations) and, with `--lift`,
+  on Lift (book/_artefacts/base/lift_10000, 10 scripted demonstrations made here, 20 evaluation episodes, the
+  whitening remedy left out).
 - `dims`: the thesis's Fig. 6.5 on chapter 10's strip task: the gap of the BC policy against the embedding's
   dimension D (8 signal coordinates, D - 8 nuisance) with and without the state appended as an oracle (scale 32),
   at the chapter's preview sizes, seeds 0-4.
