@@ -190,7 +190,8 @@ def state_view(cfg: EmbedConfig, demo_states: np.ndarray, *, seed: int = 0) -> S
 
 
 class EmbeddingEdge(NamedTuple):
-    """An `EmbedConfig` at the environment's edge (like `base.compose.BaseEdge`; the update never sees it):
+    """An `EmbedConfig` at the environment's edge (eq-ch10-view; like `base.compose.BaseEdge`, the update never
+    sees it):
     `wrap(env)` embeds every observation the env returns (the nuisance drawn from a generator reseeded by each
     `reset(seed=...)`, so an episode's embeddings depend on its seed only: exact resume, repeatable evaluation);
     `label(demos)` embeds the demonstrations' observations and next observations (independent draws)."""
