@@ -153,7 +153,7 @@ class StateView(NamedTuple):
     then have unit mean square per coordinate, whatever the remedy did to their size: a remedy changes the
     geometry, not the input's scale against the network's initialisation), with the oracle appended."""
 
-    embed: SyntheticEmbedding
+    embed: SyntheticEmbedding | StandInEmbedding
     mean: np.ndarray  # [state_dim]
     std: np.ndarray  # [state_dim]
     transform: dg.LinearTransform | dg.NormalisedProjection

@@ -351,7 +351,8 @@ def train(
 
 
 class AgentDiverged(RuntimeError):
-    """The online agent's parameters or actions stopped being finite: a result of the run, named as such."""
+    """The online policy's exploration action stopped being finite (checked before every env step): a result of
+    the run, named as such, not handed to the environment."""
 
 
 def _last_metrics(pending: list[dict[str, Any]]) -> str:
