@@ -121,6 +121,8 @@ def steps_to_threshold(steps: Sequence[float], values: Sequence[float], threshol
     `steps` and `values` are one run's evaluation steps and its metric there (e.g. success rate), in step order.
     NaN values (a metric not recorded at that evaluation) never count as reached. `smooth` > 1: the trailing mean
     of the last `smooth` evaluations (fewer at the start) must reach it, so one lucky evaluation does not count.
+    Reaching is compared to within 1e-9, so that e.g. the mean of 0.7, 0.9 and 0.8 reaches 0.8 whatever the
+    rounding of the sum.
     """
     s, v = np.asarray(steps, np.float64), np.asarray(values, np.float64)
     if s.ndim != 1 or s.shape != v.shape or smooth < 1:
@@ -129,7 +131,7 @@ def steps_to_threshold(steps: Sequence[float], values: Sequence[float], threshol
     v = np.array([v[max(0, i - smooth + 1): i + 1].mean() for i in range(len(v))]) if smooth > 1 else v
     if s.size > 1 and np.any(np.diff(s) <= 0):
         raise ValueError(f"steps_to_threshold: steps must be strictly increasing, got {s.tolist()}")
-    hit = np.flatnonzero(v >= threshold)
+    hit = np.flatnonzero(v >= threshold - 1e-9)  # a mean of rates equal to the threshold counts despite rounding
     if hit.size == 0:
         return None
     first = s[hit[0]]

@@ -12,7 +12,9 @@ all seeds (5 success rates per seed). A base policy alone gives the same record 
 each task in bold), `protocol_figure` the same numbers as bars with their interquartile ranges. The sweep report
 reads the same records. `load_runs` reads a folder of finished runs (one task) with their learning curves,
 `curves_figure` draws them (median over seeds, 25th-75th band, the base alone dashed) and `initial_drops` gives
-each seed's fall below its start.
+each seed's fall below its start. `paired_test` reads a pre-registered comparison (its settings.json and
+<arm>_<seed> runs) and `paired_table` renders its primary (paired AUC) and secondary (steps to a threshold)
+metrics.
 """
 
 from __future__ import annotations
@@ -277,6 +279,97 @@ def curves_figure(runs: StoredRuns, methods: Sequence[str] | None = None, ax=Non
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     return ax
+
+
+class PairedTest(NamedTuple):
+    """A pre-registered comparison read back (`paired_test`): `settings` (its settings.json), per (arm, seed) of the
+    finished runs `auc` (`evaluation.success_auc` over 0..env_steps), `reach` (env steps to the threshold on the
+    smoothed curve, None: not reached) and `curves` ((steps, success)); `missing`: the (arm, seed) pairs of the
+    settings without a finished run; `paired`: {arm: (common seeds, arm's AUC minus the reference arm's)} for
+    every primary arm but the first (the reference)."""
+
+    settings: dict
+    auc: dict
+    reach: dict
+    curves: dict
+    missing: list
+    paired: dict
+
+    @property
+    def reference(self) -> str:
+        return self.settings["primary_arms"][0]
+
+    def complete(self, arms: Sequence[str] | None = None) -> bool:
+        """Every seed of `arms` (default: the primary arms) finished."""
+        arms = self.settings["primary_arms"] if arms is None else arms
+        return all((a, s) in self.auc for a in arms for s in self.settings["seeds"])
+
+
+def paired_test(folder: str | Path) -> PairedTest:
+    """Read a pre-registered comparison: `folder`/settings.json (written before any run: `arms`, `seeds`,
+    `primary_arms`, `env_steps`, `threshold`, `smooth`) and its finished runs `folder`/<arm>_<seed> (those with a
+    summary.json). The primary metric is the paired area under the success curve, arm minus reference per common
+    seed; the secondary the steps to the threshold on a `smooth`-evaluation trailing mean."""
+    from csil_lite.evaluation import steps_to_threshold, success_auc
+    from csil_lite.loop import read_metrics
+
+    folder = Path(folder)
+    if not (folder / "settings.json").is_file():
+        raise UserError(f"{folder}: no settings.json (a pre-registered comparison writes it before its runs)")
+    spec = json.loads((folder / "settings.json").read_text())
+    need = {"arms", "seeds", "primary_arms", "env_steps", "threshold", "smooth"} - set(spec)
+    if need:
+        raise UserError(f"{folder}/settings.json lacks {sorted(need)}")
+    auc, reach, curves, missing = {}, {}, {}, []
+    for arm in spec["arms"]:
+        for seed in spec["seeds"]:
+            d = folder / f"{arm}_{seed}"
+            if not (d / "summary.json").is_file():
+                missing.append((arm, seed))
+                continue
+            rows = read_metrics(d)
+            steps = np.array([r["step"] for r in rows], float)
+            success = np.array([r["success_rate"] for r in rows], float)
+            if steps[-1] < spec["env_steps"]:
+                raise ValueError(f"{d}: finished at {steps[-1]:,.0f} env steps, the settings say {spec['env_steps']:,}")
+            curves[(arm, seed)] = (steps, success)
+            auc[(arm, seed)] = success_auc(steps, success, spec["env_steps"])
+            reach[(arm, seed)] = steps_to_threshold(steps, success, spec["threshold"], smooth=spec["smooth"])
+    ref = spec["primary_arms"][0]
+    paired = {}
+    for arm in spec["primary_arms"][1:]:
+        common = [s for s in spec["seeds"] if (arm, s) in auc and (ref, s) in auc]
+        paired[arm] = (common, np.array([auc[(arm, s)] - auc[(ref, s)] for s in common]))
+    return PairedTest(spec, auc, reach, curves, missing, paired)
+
+
+def paired_table(test: PairedTest) -> str:
+    """Markdown: per arm and seed 'AUC (steps to threshold)', '-' for a run not finished; then the paired
+    differences against the reference arm with their mean and standard deviation over common seeds."""
+    spec = test.settings
+    end = spec["env_steps"]
+    lines = [f"AUC of success over 0-{end:,} env steps (env steps to {spec['threshold']:g} on a {spec['smooth']}-"
+             f"evaluation mean; >{end // 1000}k: not reached)", "",
+             "| arm | " + " | ".join(f"seed {s}" for s in spec["seeds"]) + " |", "|---|" + "---|" * len(spec["seeds"])]
+    for arm in spec["arms"]:
+        cells = []
+        for seed in spec["seeds"]:
+            if (arm, seed) not in test.auc:
+                cells.append("-")
+                continue
+            r = test.reach[(arm, seed)]
+            cells.append(f"{test.auc[(arm, seed)]:.3f} ({f'>{end // 1000}k' if r is None else _steps(r)})")
+        if any(c != "-" for c in cells):
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for arm, (seeds, d) in test.paired.items():
+        if not seeds:
+            lines.append(f"paired AUC {arm} - {test.reference}: no common seed finished yet")
+            continue
+        spread = f", std {d.std(ddof=1):.3f}" if len(d) > 1 else ""
+        lines.append(f"paired AUC {arm} - {test.reference} over seeds {seeds}: "
+                     + ", ".join(f"{x:+.3f}" for x in d) + f"; mean {d.mean():+.3f}{spread}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

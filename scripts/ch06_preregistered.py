@@ -114,13 +114,6 @@ def pilot_verdict(steps, success) -> tuple[bool, str]:
     return below and rising, why
 
 
-def smoothed_steps_to(steps, success, threshold: float = THRESHOLD, window: int = SMOOTH) -> int | None:
-    """The first evaluated step whose trailing `window`-evaluation mean reaches `threshold`; None if none does."""
-    from csil_lite.evaluation import steps_to_threshold
-
-    return steps_to_threshold(steps, success, threshold, smooth=window)
-
-
 def _finish(run_dir: Path, final: Path, task: str) -> None:
     for bulky in ("checkpoints", "prepare"):
         shutil.rmtree(run_dir / bulky, ignore_errors=True)
@@ -164,33 +157,13 @@ def pilot(task: str, work: Path, out: Path) -> None:
 
 
 def report(out: Path) -> None:
-    from csil_lite.evaluation import success_auc
-    from csil_lite.loop import read_metrics
+    """The table of arms x seeds and the paired differences (`csil_lite.report.paired_test`), as chapter 6 reads them."""
+    from csil_lite.report import paired_table, paired_test
 
-    spec = json.loads((out / "settings.json").read_text())
-    auc, reach = {}, {}
-    for arm in spec["arms"]:
-        for seed in spec["seeds"]:
-            d = out / f"{arm}_{seed}"
-            if not (d / "summary.json").exists():
-                continue
-            rows = read_metrics(d)
-            steps, success = [r["step"] for r in rows], [r["success_rate"] for r in rows]
-            auc[(arm, seed)] = success_auc(steps, success, spec["env_steps"])
-            reach[(arm, seed)] = smoothed_steps_to(steps, success, spec["threshold"], spec["smooth"])
-    print(f"{'arm':24s} " + " ".join(f"{'seed ' + str(s):>18s}" for s in spec["seeds"]) + "   (AUC, steps to "
-          f"{spec['threshold']})")
-    for arm in spec["arms"]:
-        cells = [("-" if (arm, s) not in auc else f"{auc[(arm, s)]:.3f} "
-                  + (f">{spec['env_steps']:,}" if reach[(arm, s)] is None else f"{reach[(arm, s)]:,}"))
-                 for s in spec["seeds"]]
-        print(f"{arm:24s} " + " ".join(f"{c:>18s}" for c in cells))
-    for arm in spec["primary_arms"][1:]:
-        common = [s for s in spec["seeds"] if (arm, s) in auc and ("csil", s) in auc]
-        if common:
-            d = np.array([auc[(arm, s)] - auc[("csil", s)] for s in common])
-            print(f"paired AUC {arm} - csil over seeds {common}: {np.round(d, 3)}, mean {d.mean():+.3f}, "
-                  f"std {d.std(ddof=1) if len(d) > 1 else float('nan'):.3f}")
+    test = paired_test(out)
+    print(paired_table(test))
+    if test.missing:
+        print(f"not finished: {', '.join(f'{a}_{s}' for a, s in test.missing)}")
 
 
 def main() -> None:

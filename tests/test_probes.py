@@ -148,3 +148,61 @@ def test_probe_relative_step_matches_a_manual_update(base_setup):
 def test_probe_rejects_bad_schedule(base_setup):
     with pytest.raises(ValueError, match="updates % every"):
         critic_probe(base_setup[1], updates=10, every=3)
+
+
+def test_tangent_projection_leaves_only_steps_orthogonal_per_unit():
+    """Every hidden kernel's projected update is orthogonal to each of its fan-in columns (ensemble axis kept), so
+    ||W + u||^2 = ||W||^2 + ||u||^2; the output layer's kernel and every bias pass unchanged."""
+    import optax
+
+    from csil_lite.probes import hidden_mask, tangent_projection
+
+    critic = make_critic((16, 8), "batch", "categorical", 2, atoms=np.linspace(-5, 0, 11))
+    params = critic.module.init(jax.random.PRNGKey(0), jnp.zeros((4, OBS)), jnp.zeros((4, ACT)))["params"]
+    leaves, tree = jax.tree.flatten(params)
+    updates = jax.tree.unflatten(tree, [jax.random.normal(jax.random.PRNGKey(i), x.shape) for i, x in enumerate(leaves)])
+    tx = tangent_projection()
+    out, _ = tx.update(updates, tx.init(params), params)
+    n_hidden = 0
+    for u, v, w, hidden in zip(jax.tree.leaves(updates), jax.tree.leaves(out), jax.tree.leaves(params),
+                               jax.tree.leaves(hidden_mask(params))):
+        if not hidden:
+            np.testing.assert_array_equal(v, u)
+            continue
+        n_hidden += 1
+        assert w.ndim == 3  # (critic, fan-in, unit)
+        np.testing.assert_allclose(jnp.sum(v * w, axis=-2), 0.0, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+        assert float(jnp.sum((w + v) ** 2)) == pytest.approx(float(jnp.sum(w ** 2) + jnp.sum(v ** 2)), rel=1e-5)
+        assert not np.allclose(v, u)  # a random update has a radial part to remove
+    assert n_hidden == 2
+    with pytest.raises(ValueError, match="params"):
+        tx.update(updates, tx.init(params))
+    chained = optax.chain(optax.scale_by_adam(), tangent_projection(), optax.scale(-1e-3))  # after Adam, as used
+    step, _ = chained.update(updates, chained.init(params), params)
+    for v, w, hidden in zip(jax.tree.leaves(step), jax.tree.leaves(params), jax.tree.leaves(hidden_mask(params))):
+        if hidden:
+            np.testing.assert_allclose(jnp.sum(v * w, axis=-2), 0.0, atol=1e-7)
+
+
+def test_probe_splits_the_norms_gain_into_radial_and_pythagorean_parts(base_setup):
+    """eq-ch6-radial: per checkpoint the radial and tangent sums add up to the squared norm's gain exactly; under
+    the tangent projection the radial part is zero; with Adam's momentum on a batch-norm critic it is positive
+    (the kernels are pushed outward, AdamP's analysis)."""
+    import optax
+
+    from csil_lite.probes import tangent_projection
+
+    setup = _setup(base_setup, agent={"critic_weight_decay": 0.0, "utd": 1}, critic_norm="batch")
+    lr = setup.agent.config.critic_lr
+    adam = critic_probe(setup, updates=60, every=20)
+    norms = np.r_[adam.initial_hidden_norm, adam.hidden_norm] ** 2
+    rounding = 8 * np.finfo(np.float32).eps * norms.max()  # the norms themselves are float32 sums
+    np.testing.assert_allclose(adam.radial_hidden + adam.tangent_hidden, np.diff(norms), rtol=2e-3, atol=rounding)
+    assert adam.radial_hidden.sum() > adam.tangent_hidden.sum() > 0  # momentum: most of the growth is radial
+    projected = critic_probe(setup, updates=60, every=20,
+                             critic_tx=optax.chain(optax.scale_by_adam(), tangent_projection(), optax.scale(-lr)))
+    assert projected.finite.all()
+    # zero up to float32 rounding of W + dW (~1e-7 of ||W||^2; Adam without the projection: above the tangent part)
+    assert np.all(np.abs(projected.radial_hidden) < 1e-2 * projected.tangent_hidden), projected.radial_hidden
+    norms = np.r_[projected.initial_hidden_norm, projected.hidden_norm] ** 2
+    np.testing.assert_allclose(np.diff(norms), projected.tangent_hidden, rtol=2e-3, atol=rounding)
