@@ -49,6 +49,7 @@ from csil_lite.assembly import agent_of, make_critic
 from csil_lite.configs import preset
 from csil_lite.data.transitions import Transitions
 from csil_lite.nets.policy import HetStatPolicy
+from csil_lite.perf import peak_gflops, xla_flops
 
 OBS_DIM, ACT_DIM = 19, 7
 FEATURES, BOTTLENECK = 256, 12
@@ -103,19 +104,9 @@ def csil_stepper(width: int, n_demo: int, n_online: int, algo: str = "csil", age
     # XLA's cost analysis counts a loop body once, so the `utd` critic steps (a lax.scan) are counted from
     # one-step updates: F(update of 1 critic step + actor step) + (utd - 1) F(update of 1 critic step only).
     one = jax.tree.map(lambda x: x[:1], batches[0])
-    flops = _flops(update, box["state"], one, key) + (cfg.utd - 1) * _flops(
+    flops = xla_flops(update, box["state"], one, key) + (cfg.utd - 1) * xla_flops(
         lambda s, b, k: update(s, b, k, train_actor=False), box["state"], one, key)
     return run, flops
-
-
-def _flops(fn, *args) -> float:
-    """XLA's FLOP count of jit(fn)(*args) (a loop's body is counted once)."""
-    try:
-        cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-    except Exception:  # noqa: BLE001 - a diagnostic only
-        return float("nan")
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost["flops"]) if cost and "flops" in cost else float("nan")
 
 
 def hetstat_steppers(width: int, batch: int = 512) -> dict[str, tuple[Callable[[int], None], float]]:
@@ -144,21 +135,8 @@ def hetstat_steppers(width: int, batch: int = 512) -> dict[str, tuple[Callable[[
                 r = jitted(params, obs)
             jax.block_until_ready(r)
 
-        out[name] = (run, _flops(fn, params, obs))
+        out[name] = (run, xla_flops(fn, params, obs))
     return out
-
-
-def peak_gflops(n: int = 2048, rounds: int = 3) -> float:
-    """Best-of-`rounds` float32 matmul rate: this CPU's practical peak (shared machines: a lower bound)."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
-    mm = jax.jit(lambda x, y: x @ y)
-    jax.block_until_ready(mm(a, a))
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        jax.block_until_ready(mm(a, a))
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def sbx_steppers(width: int, batch: int, steps: int) -> dict[str, tuple[Callable[[int], None], float]] | str:
@@ -212,7 +190,7 @@ def sbx_steppers(width: int, batch: int, steps: int) -> dict[str, tuple[Callable
         # FLOPs of one critic + actor step (one-step call); not for policy_delay 4, whose actor step sits in a
         # lax.cond inside the loop, which XLA's cost analysis does not apportion.
         one = jax.tree.map(lambda x: x[:batch], data)
-        flops = float("nan") if delay > 1 else _flops(
+        flops = float("nan") if delay > 1 else xla_flops(
             lambda qf, actor, ent, key, model=model, one=one, head=head: model._train(
                 *head, model.target_entropy, 1, one, 1, 0, qf, actor, ent, key), *box["states"])
         out[name] = (run, flops)

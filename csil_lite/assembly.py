@@ -36,7 +36,8 @@ from csil_lite.agents.critic import Critic, QuantileSupport
 from csil_lite.base.compose import BaseEdge, Ensemble, NoBase, Residual
 from csil_lite.config import AgentConfig, BaseConfig, NetworkConfig, RunConfig
 from csil_lite.nets.critic import NORMALISATIONS, LayerNormCritic, NormalisedCritic, critic_ensemble
-from csil_lite.nets.encoders import ENCODER_TRAINING, EndToEnd, Flatten, FrozenAfterBC, PixelEncoder, image_keys
+from csil_lite.nets.encoders import (AUGMENTATIONS, ENCODER_TRAINING, EndToEnd, Flatten, FrozenAfterBC, PixelEncoder,
+                                     image_keys)
 from csil_lite.nets.heads import CategoricalHead, ScalarHead
 from csil_lite.nets.policy import HetStatPolicy, MLPPolicy
 
@@ -192,7 +193,14 @@ def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
                      action_dim, critic_steps, encoder_training_of(cfg.nets))
     # convolutions on a CPU: the UTD critic steps unrolled instead of looped (`obs.unroll_loops`)
     convolves = cfg.nets.encoder not in PARAMETER_FREE_ENCODERS
-    return agent._replace(unroll_critic_steps=convolves and jax.default_backend() == "cpu")
+    return agent._replace(unroll_critic_steps=convolves and jax.default_backend() == "cpu",
+                          augment=augmentation_of(cfg.nets))
+
+
+def augmentation_of(nets: NetworkConfig) -> Any:
+    """The augmentation component of `nets.augment` (`NoAugmentation` or DrQ's `RandomShift(augment_pad)`)."""
+    cls = _choose(AUGMENTATIONS, nets.augment, "augmentation")
+    return cls(nets.augment_pad) if nets.augment == "shift" else cls()
 
 
 def make_composition(base: BaseConfig) -> Any:
@@ -240,5 +248,5 @@ def base_edge(base: BaseConfig, *, seed: int = 0, wait: float = 30.0) -> NoBase 
 
 
 __all__ = ["COMPOSITIONS", "ENCODERS", "ENCODER_TRAINING", "KLS", "NORMALISERS", "POLICIES", "PRIORS", "REFINEMENTS", "REWARDS",
-           "agent_of", "base_edge", "encoder_training_of", "critic_learning_rate", "critic_of", "make_agent", "make_composition",
+           "agent_of", "augmentation_of", "base_edge", "encoder_training_of", "critic_learning_rate", "critic_of", "make_agent", "make_composition",
            "make_critic", "make_encoder", "make_policy", "open_base"]

@@ -110,6 +110,11 @@ class NetworkConfig:
     # Which gradients train the encoders (`nets.encoders.ENCODER_TRAINING`): BC, then frozen and shared with the
     # critic (the reference's design), or each network's own loss throughout.
     encoder_training: Literal["frozen_after_bc", "end_to_end"] = "frozen_after_bc"
+    # Data augmentation of image observations (`nets.encoders.AUGMENTATIONS`): 'shift' is DrQ's random shift by up
+    # to `augment_pad` pixels, in BC and in every critic and actor step (observations and next observations
+    # independently); image observations only. 'none': the frames as rendered.
+    augment: Literal["none", "shift"] = "none"
+    augment_pad: int = 4
     policy: Literal["hetstat", "mlp"] = "hetstat"
     policy_hidden: tuple[int, ...] = (256, 256)
     bottleneck: int = 12
@@ -137,6 +142,8 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         _positive(self, "bottleneck", "features", "critic_ensemble")
+        if self.augment_pad < 0:
+            raise ValueError(f"NetworkConfig.augment_pad must be >= 0, got {self.augment_pad}")
         if self.policy == "hetstat" and self.features % 2:
             raise UserError(f"NetworkConfig.features = {self.features}: the hetstat policy needs an even "
                             "number (its features are pairs act(z + pi/4), act(z - pi/4) of features/2 "
@@ -449,6 +456,9 @@ class RunConfig:
         if self.embed.kind != "none" and self.obs != "state":
             raise UserError(f"embed.kind = {self.embed.kind!r} embeds a state vector, but obs = {self.obs!r}; "
                             "use obs='state'")
+        if self.nets.augment != "none" and self.obs != "image":
+            raise UserError(f"nets.augment = {self.nets.augment!r} shifts images, but obs = {self.obs!r}: use "
+                            "obs='image' (e.g. `csil-lite train --obs image`) or nets.augment='none'")
         if self.agent.return_norm != "none" and self.nets.critic_v_min == "floor":
             raise UserError("agent.return_norm normalises the rewards, but nets.critic_v_min='floor' is a raw "
                             "reward's floor: give the support's range in normalised units (XQC and the paper: "

@@ -179,7 +179,7 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
     if bc_from is None:
         bc = train_bc(agent.policy, demos.obs, demos.action, steps=cfg.bc_steps, seed=cfg.seed,
                       batch_size=cfg.bc_batch, learning_rate=cfg.bc_lr, progress=progress,
-                      checkpoint_dir=None if stage is None else stage / "behaviour_cloning")
+                      checkpoint_dir=None if stage is None else stage / "behaviour_cloning", augment=agent.augment)
         bc_params, bc_losses = bc.params, bc.losses
     elif bc_from.agent.policy != agent.policy:
         raise ValueError("prepare(bc_from=...): the other setup's policy network differs from this config's")

@@ -69,8 +69,9 @@ class PixelBC(NamedTuple):
 
 def bc_from_pixels(policy, train: Transitions, held_out: Transitions, *, steps: int, seed: int = 0,
                    batch_size: int = 64, learning_rate: float = 1e-3, every: int = 100,
-                   progress: bool = False) -> PixelBC:
-    """`train_bc` on image observations, the held-out mean-action error measured every `every` steps."""
+                   progress: bool = False, augment: Any = None) -> PixelBC:
+    """`train_bc` on image observations, the held-out mean-action error measured every `every` steps; `augment`: an
+    augmentation component for the training minibatches (`nets.encoders.RandomShift`; default none)."""
     import time
 
     from csil_lite.pretrain.bc import train_bc
@@ -83,7 +84,8 @@ def bc_from_pixels(policy, train: Transitions, held_out: Transitions, *, steps: 
 
     t = time.perf_counter()
     bc = train_bc(policy, train.obs, train.action, steps=steps, seed=seed, batch_size=batch_size,
-                  learning_rate=learning_rate, chunk=every, progress=progress, on_chunk=measure)
+                  learning_rate=learning_rate, chunk=every, progress=progress, on_chunk=measure,
+                  **({} if augment is None else {"augment": augment}))
     elapsed = time.perf_counter() - t
     return PixelBC(bc.params, np.asarray(bc.losses), np.asarray(at), np.asarray(err), elapsed / steps)
 

@@ -207,3 +207,84 @@ def test_unrolled_chunks_compute_what_the_scan_computes():
                            data=data, unrolled=u) for u in (False, True)]
     np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-4, atol=1e-5)
     assert _max_change(runs[0][0][0], runs[1][0][0]) < 1e-3
+
+
+def test_random_shift_component_shifts_every_image_leaf_and_nothing_else():
+    """DrQ as a component: every uint8 image leaf of a pytree with leading [utd, B] axes is shifted within the pad
+    (each image its own offset), vector leaves pass unchanged, observations and next observations of a batch get
+    independent shifts, pad 0 and NoAugmentation are the identity."""
+    from csil_lite.data.transitions import Transitions
+    from csil_lite.nets.encoders import AUGMENTATIONS, NoAugmentation, RandomShift
+
+    assert set(AUGMENTATIONS) == {"none", "shift"}
+    pad, n = 2, 6
+    obs = jax.tree.map(lambda x: jnp.asarray(x).reshape((2, 3, *x.shape[1:])), _obs(n=n))  # [utd 2, B 3, ...]
+    out = RandomShift(pad)(jax.random.PRNGKey(0), obs)
+    np.testing.assert_array_equal(out["proprio"], obs["proprio"])
+    for k in ("agentview_image", "eye_in_hand_image"):
+        x, y = np.asarray(obs[k]).reshape(n, H, W, 3), np.asarray(out[k]).reshape(n, H, W, 3)
+        assert y.dtype == np.uint8 and out[k].shape == obs[k].shape
+        padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+        for i in range(n):
+            assert any(np.array_equal(padded[i, dy:dy + H, dx:dx + W], y[i])
+                       for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)), (k, i)
+        assert not np.array_equal(x, y)
+    zero = RandomShift(0)(jax.random.PRNGKey(0), obs)
+    for a, b in zip(jax.tree.leaves(zero), jax.tree.leaves(obs)):
+        np.testing.assert_array_equal(a, b)
+    act = jnp.zeros((2, 3, 2))
+    batch = Transitions(obs, act, jnp.zeros((2, 3)), obs, act, jnp.zeros((2, 3)), jnp.zeros((2, 3)))
+    shifted = RandomShift(pad).transitions(jax.random.PRNGKey(1), batch)
+    assert not np.array_equal(shifted.obs["agentview_image"], shifted.next_obs["agentview_image"])
+    np.testing.assert_array_equal(shifted.action, batch.action)
+    assert NoAugmentation().transitions(jax.random.PRNGKey(1), batch) is batch
+
+
+def test_augmentation_is_a_configuration_field_for_images_only():
+    from csil_lite.assembly import augmentation_of
+    from csil_lite.configs import preset
+    from csil_lite.errors import UserError
+    from csil_lite.nets.encoders import NoAugmentation, RandomShift
+
+    cfg = preset("preview", algo="csilpp", task="lift", obs="image", nets={"augment": "shift", "augment_pad": 3})
+    assert augmentation_of(cfg.nets) == RandomShift(3)
+    assert augmentation_of(preset("preview", algo="csilpp").nets) == NoAugmentation()
+    with pytest.raises(UserError, match="obs='image'"):
+        preset("preview", algo="csilpp", nets={"augment": "shift"})
+    with pytest.raises(ValueError, match="augment_pad"):
+        preset("preview", algo="csilpp", task="lift", obs="image", nets={"augment": "shift", "augment_pad": -1})
+
+
+def test_the_update_and_bc_see_the_shifted_images():
+    """With nets.augment='shift' the online update is the unaugmented update of the batch shifted by the agent's
+    component under its own key (fold_in(key, 1)): the wiring, not just the function. BC's minibatches are shifted
+    too: its losses differ from unaugmented BC's from the first step on."""
+    from csil_lite.agents.core import make_update
+    from csil_lite.assembly import augmentation_of
+    from csil_lite.configs import preset
+    from csil_lite.loop import prepare
+    from csil_lite.pretrain.bc import train_bc
+    from csil_lite.replay import ReplayBuffer, mixed_batch
+
+    demos = _image_demos()
+    nets = dict(encoder="resnet_per_camera", policy_hidden=(16,), features=16, critic_hidden=(16,), critic_atoms=11,
+                augment="shift", augment_pad=2)
+    cfg = preset("preview", algo="csilpp", task="lift", obs="image", bc_steps=20, critic_pretrain_steps=0,
+                 bc_batch=8, agent=dict(n_demo=4, n_online=4), nets=nets)
+    setup = prepare(cfg, demos, progress=False)
+    assert setup.agent.augment == augmentation_of(cfg.nets)
+    replay = ReplayBuffer(50, demos.obs_spec, 2)
+    replay.add(demos.obs, demos.action, demos.reward, demos.next_obs, demos.terminal, demos.last)
+    batch = jax.tree.map(jnp.asarray, mixed_batch(demos, replay, 4, 4, np.random.default_rng(0), utd=cfg.agent.utd))
+    key = jax.random.PRNGKey(3)
+    plain = setup.agent._replace(augment=augmentation_of(preset("preview", algo="csilpp").nets))
+    got, _ = make_update(setup.agent)(setup.state, batch, key)
+    pre = setup.agent.augment.transitions(jax.random.fold_in(key, 1), batch)
+    want, _ = make_update(plain)(setup.state, pre, key)
+    assert _max_change(got.critic.params, want.critic.params) < 1e-5
+    unshifted, _ = make_update(plain)(setup.state, batch, key)
+    assert _max_change(got.critic.params, unshifted.critic.params) > 1e-4
+    kw = dict(steps=3, seed=0, batch_size=8, progress=False, chunk=3)
+    shifted_bc = train_bc(setup.agent.policy, demos.obs, demos.action, augment=setup.agent.augment, **kw)
+    plain_bc = train_bc(setup.agent.policy, demos.obs, demos.action, **kw)
+    assert abs(float(shifted_bc.losses[0]) - float(plain_bc.losses[0])) > 1e-6

@@ -34,7 +34,7 @@ from csil_lite.config import AgentConfig
 from csil_lite.data.transitions import Transitions
 from csil_lite.distributions import tanh_normal
 from csil_lite.losses import actor_loss, critic_loss
-from csil_lite.nets.encoders import EndToEnd
+from csil_lite.nets.encoders import EndToEnd, NoAugmentation
 
 
 class Agent(NamedTuple):
@@ -61,6 +61,8 @@ class Agent(NamedTuple):
     encoder_training: Any = EndToEnd()
     # unroll the UTD loop (XLA's CPU backend runs convolutions inside a loop ~27x slower; `obs.unroll_loops`)
     unroll_critic_steps: bool = False
+    # what every batch's images go through before any network sees them (`nets.encoders.AUGMENTATIONS`)
+    augment: Any = NoAugmentation()
 
     def resolve(self, bc_params, demos: Transitions, key: jax.Array) -> tuple["Agent", jax.Array]:
         """The agent with its components' setup resolved from the BC policy and the demonstrations, and the
@@ -224,6 +226,7 @@ def update(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, 
         raise ValueError(f"update expects a batch with a leading UTD axis [utd, B, ...], got actions "
                          f"{batch.action.shape}")
     keys = jax.random.split(key, batch.action.shape[0] + 1)
+    batch = agent.augment.transitions(jax.random.fold_in(key, 1), batch)  # a key of its own: other streams unchanged
     latents, prior_at_obs = fixed_latents(agent, state, batch)
 
     def body(s, xs):

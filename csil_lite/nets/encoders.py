@@ -5,6 +5,8 @@ critic and reward networks read. Each network holds its own encoder as a submodu
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -222,3 +224,49 @@ class EndToEnd(FrozenAfterBC):
 
 
 ENCODER_TRAINING = {"frozen_after_bc": FrozenAfterBC, "end_to_end": EndToEnd}
+
+
+# --- Data augmentation (`NetworkConfig.augment`) ----------------------------------------------------------------
+# DrQ (Kostrikov et al. 2021) shifts every image of a batch by a few pixels before any network sees it: in BC, and
+# in each critic and actor step, observations and next observations independently. A component chosen at
+# configuration time; the update calls it on every batch and `NoAugmentation` returns the batch itself.
+
+
+class NoAugmentation(NamedTuple):
+    """Observations as they are (state runs, and image runs without augmentation)."""
+
+    def __call__(self, key: jax.Array, obs):
+        del key
+        return obs
+
+    def transitions(self, key: jax.Array, batch):
+        del key
+        return batch
+
+
+class RandomShift(NamedTuple):
+    """DrQ's random shift of `pad` pixels (`random_shift`) on every image leaf of an observation pytree (uint8
+    with at least [N, H, W, C]; leading axes such as [utd, B] are kept), each image at its own offset and each
+    leaf with its own key; vector leaves pass unchanged."""
+
+    pad: int = 4
+
+    def __call__(self, key: jax.Array, obs):
+        leaves, tree = jax.tree.flatten(obs)
+        keys = jax.random.split(key, max(len(leaves), 1))
+        out = []
+        for k, x in zip(keys, leaves):
+            if x.dtype != jnp.uint8 or x.ndim < 4:
+                out.append(x)
+                continue
+            flat = x.reshape((-1, *x.shape[-3:]))
+            out.append(random_shift(k, flat, self.pad).reshape(x.shape))
+        return jax.tree.unflatten(tree, out)
+
+    def transitions(self, key: jax.Array, batch):
+        """`batch` (a `Transitions`) with its observations and next observations shifted independently."""
+        k_obs, k_next = jax.random.split(key)
+        return batch._replace(obs=self(k_obs, batch.obs), next_obs=self(k_next, batch.next_obs))
+
+
+AUGMENTATIONS = {"none": NoAugmentation, "shift": RandomShift}

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from csil_lite import obs as obs_lib
 from csil_lite.checkpoints import Checkpoints
 from csil_lite.distributions import tanh_normal
+from csil_lite.nets.encoders import NoAugmentation
 
 Loss = Literal["faithful", "nll", "mse"]
 
@@ -118,16 +119,19 @@ def scan_in_chunks(step: Callable, carry, key: jax.Array, steps: int, *, chunk: 
 
 
 def make_bc_step(
-    policy: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, kind: Loss = "faithful"
+    policy: nn.Module, optimizer: optax.GradientTransformation, batch_size: int, kind: Loss = "faithful",
+    augment: Callable = NoAugmentation(),
 ) -> Callable:
-    """One SGD step on a uniformly sampled (with replacement) minibatch of the dataset `data` = (obs, actions)."""
+    """One SGD step on a uniformly sampled (with replacement) minibatch of the dataset `data` = (obs, actions), its
+    observations through `augment(key, obs)` first (`nets.encoders.AUGMENTATIONS`)."""
 
     def step(carry, key, data):
         params, opt_state = carry
         obs, actions = data
         idx = jax.random.randint(key, (batch_size,), 0, actions.shape[0])
+        batch_obs = augment(jax.random.fold_in(key, 1), obs_lib.take(obs, idx))
         (loss, _), grads = jax.value_and_grad(bc_loss, argnums=1, has_aux=True)(
-            policy, params, obs_lib.take(obs, idx), actions[idx], kind
+            policy, params, batch_obs, actions[idx], kind
         )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), loss
@@ -151,6 +155,7 @@ def train_bc(
     progress: bool = True,
     checkpoint_dir=None,
     on_chunk: Callable[[int, Any], None] | None = None,
+    augment: Callable = NoAugmentation(),
 ) -> BCResult:
     """Fit `policy` to (obs, actions) with Adam; returns the params and the per-step loss curve.
 
@@ -158,7 +163,8 @@ def train_bc(
     them clipped to +-(1 - action_margin) (see the module docstring: saturated targets drive the std to its
     ceiling). `obs` is an observation pytree (`csil_lite.obs`; float leaves become float32, uint8 images stay
     uint8). `checkpoint_dir`: checkpoint every chunk there and resume from it (`scan_in_chunks`). `on_chunk(steps
-    done, params)`: called after every `chunk` steps.
+    done, params)`: called after every `chunk` steps. `augment`: what every minibatch's observations go through
+    (DrQ's `RandomShift` for images; default none).
     """
     obs = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32) if np.asarray(x).dtype.kind == "f" else jnp.asarray(x),
                        obs)
@@ -178,7 +184,7 @@ def train_bc(
     if params is None:
         params = policy.init(init_key, obs_lib.take(obs, slice(0, 1)))
     optimizer = optax.adam(learning_rate)
-    step = make_bc_step(policy, optimizer, batch_size, loss)
+    step = make_bc_step(policy, optimizer, batch_size, loss, augment)
 
     carry, losses = scan_in_chunks(step, (params, optimizer.init(params)), key, steps, chunk=chunk,
                                    desc=f"BC ({loss})", progress=progress, data=(obs, actions),
