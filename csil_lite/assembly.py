@@ -95,10 +95,13 @@ def make_encoder(name: str, obs_spec: Any) -> nn.Module:
     return _choose(ENCODERS, name, "encoder")(obs_spec)
 
 
-def make_policy(nets: NetworkConfig, action_dim: int, obs_spec: Any) -> nn.Module:
-    """The policy network of `nets` (HetStat or MLP), reading observations of `obs_spec` through its encoder."""
+def make_policy(nets: NetworkConfig, action_dim: int, obs_spec: Any, *, encoded: bool = True) -> nn.Module:
+    """The policy network of `nets` (HetStat or MLP), reading observations of `obs_spec` through its encoder
+    (`encoded=False`: the same network without it, reading the encoder's features; its params are the full
+    network's minus the encoder's)."""
     cls = _choose(POLICIES, nets.policy, "policy")
-    return cls(action_dim=action_dim, encoder=make_encoder(nets.encoder, obs_spec), **nets.policy_kwargs())
+    encoder = make_encoder(nets.encoder, obs_spec) if encoded else None
+    return cls(action_dim=action_dim, encoder=encoder, **nets.policy_kwargs())
 
 
 def make_critic(hidden: Sequence[int], norm: str = "layer", head: str = "scalar", ensemble: int = 1,
@@ -134,12 +137,13 @@ def make_critic(hidden: Sequence[int], norm: str = "layer", head: str = "scalar"
                   size=ensemble, member=cls(**kwargs) if ensemble > 1 else None, support=support)
 
 
-def critic_of(nets: NetworkConfig, obs_spec: Any) -> Critic:
-    """The critic component of `nets`, reading observations of `obs_spec` through its encoder."""
+def critic_of(nets: NetworkConfig, obs_spec: Any, *, encoded: bool = True) -> Critic:
+    """The critic component of `nets`, reading observations of `obs_spec` through its encoder (`encoded=False`:
+    without it, reading the encoder's features)."""
     v_min = None if nets.critic_v_min == "floor" else float(nets.critic_v_min)
     return make_critic(nets.critic_hidden, nets.critic_norm, nets.critic_head, nets.critic_ensemble,
                        n_atoms=nets.critic_atoms, v_min=v_min, v_max=nets.critic_v_max,
-                       encoder=make_encoder(nets.encoder, obs_spec))
+                       encoder=make_encoder(nets.encoder, obs_spec) if encoded else None)
 
 
 def critic_learning_rate(config: AgentConfig, critic_steps: int | None = None) -> float | optax.Schedule:
@@ -189,8 +193,13 @@ def make_agent(cfg: RunConfig, obs_spec: Any, action_dim: int) -> Agent:
     """The agent a run configures, for observations of `obs_spec` and `action_dim` actions (components not yet
     resolved: call `Agent.resolve` with the BC params and the demonstrations, or `with_setup` on a resume)."""
     critic_steps = max(1, (cfg.env_steps - cfg.learning_starts) * cfg.agent.utd)
+    rule = encoder_training_of(cfg.nets)
     agent = agent_of(cfg.agent, make_policy(cfg.nets, action_dim, obs_spec), critic_of(cfg.nets, obs_spec),
-                     action_dim, critic_steps, encoder_training_of(cfg.nets))
+                     action_dim, critic_steps, rule)
+    if rule.shares_one_encoder:  # the update encodes each batch once and runs these networks on the features
+        agent = agent._replace(headless=agent_of(
+            cfg.agent, make_policy(cfg.nets, action_dim, obs_spec, encoded=False),
+            critic_of(cfg.nets, obs_spec, encoded=False), action_dim, critic_steps, rule))
     # convolutions on a CPU: the UTD critic steps unrolled instead of looped (`obs.unroll_loops`)
     convolves = cfg.nets.encoder not in PARAMETER_FREE_ENCODERS
     return agent._replace(unroll_critic_steps=convolves and jax.default_backend() == "cpu",

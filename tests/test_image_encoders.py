@@ -288,3 +288,52 @@ def test_the_update_and_bc_see_the_shifted_images():
     shifted_bc = train_bc(setup.agent.policy, demos.obs, demos.action, augment=setup.agent.augment, **kw)
     plain_bc = train_bc(setup.agent.policy, demos.obs, demos.action, **kw)
     assert abs(float(shifted_bc.losses[0]) - float(plain_bc.losses[0])) > 1e-6
+
+
+def test_one_frozen_encoder_is_applied_once_per_update_with_the_same_result():
+    """Frozen after BC, every network reads the same frozen encoder: the update encodes the batch once and runs
+    the networks without their encoders (`Agent.headless`, `FrozenAfterBC.pre_encode`). Its new state equals the
+    update that encodes inside every network (headless=None), and it costs far fewer FLOPs; end to end there is no
+    headless twin."""
+    from csil_lite.agents.core import make_update
+    from csil_lite.agents.core import update as one_update
+    from csil_lite.configs import preset
+    from csil_lite.loop import prepare
+    from csil_lite.perf import xla_flops
+    from csil_lite.replay import ReplayBuffer, mixed_batch
+
+    demos = _image_demos()
+    nets = dict(encoder="resnet_per_camera", policy_hidden=(16,), features=16, critic_hidden=(16,), critic_atoms=11)
+    cfg = preset("preview", algo="csilpp", bc_steps=20, critic_pretrain_steps=0, bc_batch=8,
+                 agent=dict(n_demo=4, n_online=4), nets=nets)
+    setup = prepare(cfg, demos, progress=False)
+    assert setup.agent.headless is not None and setup.agent.headless.policy.encoder is None
+    assert setup.agent.headless.critic.head == setup.agent.critic.head  # the resolved support travels with it
+    replay = ReplayBuffer(50, demos.obs_spec, 2)
+    replay.add(demos.obs, demos.action, demos.reward, demos.next_obs, demos.terminal, demos.last)
+    batch = jax.tree.map(jnp.asarray, mixed_batch(demos, replay, 4, 4, np.random.default_rng(0), utd=cfg.agent.utd))
+    key = jax.random.PRNGKey(5)
+    inside = setup.agent._replace(headless=None)
+    once, m_once = make_update(setup.agent)(setup.state, batch, key)
+    every, m_every = make_update(inside)(setup.state, batch, key)
+    for k in m_every:
+        np.testing.assert_allclose(m_once[k], m_every[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    # Adam moves a param whose gradient is ~0 (a batch-norm shift) by ~lr in the direction of its float noise, so
+    # two float-different routes may differ there by up to one lr per step; every other param agrees closely
+    steps = cfg.agent.utd
+    for name in ("actor", "critic", "reward"):
+        a, b = getattr(once, name).params, getattr(every, name).params
+        assert _max_change(a, b) < 2 * steps * cfg.agent.critic_lr, name
+        assert _max_change(a, getattr(setup.state, name).params) > 1e-6, name  # and the update did move them
+    q = lambda st: setup.agent.critic.value(st.critic.variables, jax.tree.map(lambda x: x[0], batch.obs),  # noqa: E731
+                                            batch.action[0])
+    np.testing.assert_allclose(q(once), q(every), rtol=1e-3, atol=1e-3)
+    flops_once = xla_flops(lambda s, b, k: one_update(setup.agent, s, b, k), setup.state, batch, key)
+    flops_every = xla_flops(lambda s, b, k: one_update(inside, s, b, k), setup.state, batch, key)
+    assert flops_once < 0.5 * flops_every, (flops_once, flops_every)
+    end = preset("preview", algo="csilpp", bc_steps=20, critic_pretrain_steps=0, bc_batch=8,
+                 agent=dict(n_demo=4, n_online=4), nets={**nets, "encoder_training": "end_to_end"})
+    from csil_lite.assembly import make_agent
+
+    assert make_agent(end, demos.obs_spec, 2).headless is None
+    assert make_agent(preset("preview", algo="csilpp"), demos.obs_spec["state"], 2).headless is None  # states

@@ -63,6 +63,9 @@ class Agent(NamedTuple):
     unroll_critic_steps: bool = False
     # what every batch's images go through before any network sees them (`nets.encoders.AUGMENTATIONS`)
     augment: Any = NoAugmentation()
+    # the same agent's networks without their encoders, reading features (`assembly.make_agent` builds it when one
+    # frozen encoder serves every network): `encoder_training.pre_encode` hands it the encoded batch
+    headless: Any = None
 
     def resolve(self, bc_params, demos: Transitions, key: jax.Array) -> tuple["Agent", jax.Array]:
         """The agent with its components' setup resolved from the BC policy and the demonstrations, and the
@@ -74,7 +77,7 @@ class Agent(NamedTuple):
         normaliser = self.normaliser.resolve(np.asarray(demo_rewards), np.asarray(demos.last))
         demo_rewards = demo_rewards * normaliser.scale(normaliser.start())
         critic = self.critic.resolve(reward, bc_params, demos, demo_rewards, self.config.gamma, key)
-        return self._replace(reward=reward, critic=critic, normaliser=normaliser), demo_rewards
+        return self._replace(reward=reward, critic=critic, normaliser=normaliser)._headless_setup(), demo_rewards
 
     def setup(self) -> dict:
         """What `resolve` computed, as plain data (a run stores it; `with_setup` restores it without the data)."""
@@ -83,7 +86,11 @@ class Agent(NamedTuple):
     def with_setup(self, values: dict) -> "Agent":
         return self._replace(reward=self.reward.with_setup(values["reward"]),
                              critic=self.critic.with_setup(values["critic"]),
-                             normaliser=self.normaliser.with_setup(values.get("normaliser", {})))
+                             normaliser=self.normaliser.with_setup(values.get("normaliser", {})))._headless_setup()
+
+    def _headless_setup(self) -> "Agent":
+        """The headless twin (if any) with this agent's resolved setup: both compute the same update."""
+        return self if self.headless is None else self._replace(headless=self.headless.with_setup(self.setup()))
 
 
 def init_state(agent: Agent, bc_params: dict, critic_params: dict, actor_params: dict | None = None) -> AgentState:
@@ -227,6 +234,7 @@ def update(agent: Agent, state: AgentState, batch: Transitions, key: jax.Array, 
                          f"{batch.action.shape}")
     keys = jax.random.split(key, batch.action.shape[0] + 1)
     batch = agent.augment.transitions(jax.random.fold_in(key, 1), batch)  # a key of its own: other streams unchanged
+    agent, batch = agent.encoder_training.pre_encode(agent, state, batch)  # one frozen encoder: encode once
     latents, prior_at_obs = fixed_latents(agent, state, batch)
 
     def body(s, xs):

@@ -189,7 +189,22 @@ def encoder_labels(params):
 class FrozenAfterBC:
     """BC trains the policy's encoder; the critic starts from a copy of it (every ensemble member); in the RL phase
     (SARSA pretraining and online) no optimiser moves any encoder param: their updates are zero, so XLA drops the
-    backward pass through the encoder. With a parameter-free encoder (`Flatten`) it changes nothing."""
+    backward pass through the encoder. With a parameter-free encoder (`Flatten`) it changes nothing.
+
+    Every network then reads the same frozen function of the observation, so the online update encodes each
+    batch once (`pre_encode`) instead of once per network, critic copy and critic step."""
+
+    shares_one_encoder = True
+
+    def pre_encode(self, agent, state, batch):
+        """(the agent to update with, the batch it reads): with `agent.headless` (the same networks without their
+        encoders, `assembly.make_agent`), the batch's observations and next observations replaced by the frozen
+        BC encoder's features, computed once; without it, both as given. Book: eq-ch8-shared."""
+        if agent.headless is None:
+            return agent, batch
+        encoder, params = agent.policy.encoder, {"params": state.prior["params"]["encoder"]}
+        encode = lambda obs: jax.lax.stop_gradient(encoder.apply(params, obs))  # noqa: E731
+        return agent.headless, batch._replace(obs=encode(batch.obs), next_obs=encode(batch.next_obs))
 
     def optimiser(self, tx):
         import optax  # noqa: PLC0415
@@ -215,6 +230,11 @@ class FrozenAfterBC:
 class EndToEnd(FrozenAfterBC):
     """Every network's encoder trained by its own loss (the policy's by BC, then by the actor loss; the critic's,
     initialised afresh, by the Bellman loss; the reward's by its refinement): three encoders that drift apart."""
+
+    shares_one_encoder = False
+
+    def pre_encode(self, agent, state, batch):
+        return agent, batch
 
     def optimiser(self, tx):
         return tx
