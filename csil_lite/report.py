@@ -343,14 +343,13 @@ def paired_test(folder: str | Path) -> PairedTest:
     return PairedTest(spec, auc, reach, curves, missing, paired)
 
 
-def paired_table(test: PairedTest) -> str:
-    """Markdown: per arm and seed 'AUC (steps to threshold)', '-' for a run not finished; then the paired
-    differences against the reference arm with their mean and standard deviation over common seeds."""
+def _paired_parts(test: PairedTest) -> tuple[str, list[str], list[tuple[str, list[str]]], list[str]]:
+    """(title, column heads, [(arm, cells)] for arms with a finished run, lines on the paired differences)."""
     spec = test.settings
     end = spec["env_steps"]
-    lines = [f"AUC of success over 0-{end:,} env steps (env steps to {spec['threshold']:g} on a {spec['smooth']}-"
-             f"evaluation mean; >{end // 1000}k: not reached)", "",
-             "| arm | " + " | ".join(f"seed {s}" for s in spec["seeds"]) + " |", "|---|" + "---|" * len(spec["seeds"])]
+    title = (f"AUC of success over 0-{end:,} env steps (env steps to {spec['threshold']:g} on a {spec['smooth']}-"
+             f"evaluation mean; >{end // 1000}k: not reached)")
+    rows = []
     for arm in spec["arms"]:
         cells = []
         for seed in spec["seeds"]:
@@ -360,16 +359,38 @@ def paired_table(test: PairedTest) -> str:
             r = test.reach[(arm, seed)]
             cells.append(f"{test.auc[(arm, seed)]:.3f} ({f'>{end // 1000}k' if r is None else _steps(r)})")
         if any(c != "-" for c in cells):
-            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    lines.append("")
+            rows.append((arm, cells))
+    notes = []
     for arm, (seeds, d) in test.paired.items():
         if not seeds:
-            lines.append(f"paired AUC {arm} - {test.reference}: no common seed finished yet")
+            notes.append(f"paired AUC {arm} - {test.reference}: no common seed finished yet")
             continue
         spread = f", std {d.std(ddof=1):.3f}" if len(d) > 1 else ""
-        lines.append(f"paired AUC {arm} - {test.reference} over seeds {seeds}: "
+        notes.append(f"paired AUC {arm} - {test.reference} over seeds {seeds}: "
                      + ", ".join(f"{x:+.3f}" for x in d) + f"; mean {d.mean():+.3f}{spread}")
-    return "\n".join(lines)
+    return title, [f"seed {s}" for s in spec["seeds"]], rows, notes
+
+
+def paired_table(test: PairedTest) -> str:
+    """Markdown: per arm and seed 'AUC (steps to threshold)', '-' for a run not finished; then the paired
+    differences against the reference arm with their mean and standard deviation over common seeds."""
+    title, heads, rows, notes = _paired_parts(test)
+    lines = [title, "", "| arm | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    lines += [f"| {arm} | " + " | ".join(cells) + " |" for arm, cells in rows]
+    return "\n".join(lines + [""] + notes)
+
+
+def paired_html(test: PairedTest) -> str:
+    """`paired_table` as HTML (for notebooks and the rendered book)."""
+    import html
+
+    title, heads, rows, notes = _paired_parts(test)
+    out = [f"<p>{html.escape(title)}</p>", "<table>", "<thead><tr><th>arm</th>"
+           + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead>", "<tbody>"]
+    out += [f"<tr><td>{html.escape(arm)}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+            for arm, cells in rows]
+    out += ["</tbody>", "</table>"] + [f"<p>{html.escape(n)}</p>" for n in notes]
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:

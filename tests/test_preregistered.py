@@ -57,7 +57,7 @@ def test_paired_test_reads_the_settings_and_the_finished_runs(script, tmp_path):
 
     from csil_lite.errors import UserError
     from csil_lite.evaluation import success_auc
-    from csil_lite.report import paired_table, paired_test
+    from csil_lite.report import paired_html, paired_table, paired_test
 
     (tmp_path / "settings.json").write_text(json.dumps(script.settings("lift")))
     flat, ramp = [0.5] * 11, [0.5, 0.6, 0.7, 0.9, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]
@@ -79,6 +79,9 @@ def test_paired_test_reads_the_settings_and_the_finished_runs(script, tmp_path):
     table = paired_table(t)
     assert "| csil | 0.500 (>25k) | 0.500 (>25k) | - |" in table
     assert "paired AUC csilpp - csil over seeds [0]" in table and "no common seed finished yet" in table
+    html = paired_html(t)  # what the chapter shows: the same cells, escaped
+    assert "<tr><td>csil</td><td>0.500 (&gt;25k)</td><td>0.500 (&gt;25k)</td><td>-</td></tr>" in html
+    assert "csilpp_paper_options" not in html.split("</table>")[0]  # an arm with no finished run has no row
     _store(tmp_path, "csil_2", flat[:5])  # finished early: not the settings' run
     with pytest.raises(ValueError, match="finished at 10,000"):
         paired_test(tmp_path)
