@@ -33,8 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from csil_lite.agents.core import init_state, make_update
-from csil_lite.agents.core import update as one_update
+from csil_lite.agents.core import init_state, make_update, update as one_update
 from csil_lite.assembly import make_agent, make_encoder
 from csil_lite.book import machine_name
 from csil_lite.configs import preset

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from csil_lite.data.transitions import Transitions
+from csil_lite.nets.encoders import NoAugmentation
 
 
 def make_image_demos(task: str, n: int, out: str | Path, *, seed: int = 0, image_size: int = 84,
@@ -69,9 +70,9 @@ class PixelBC(NamedTuple):
 
 def bc_from_pixels(policy, train: Transitions, held_out: Transitions, *, steps: int, seed: int = 0,
                    batch_size: int = 64, learning_rate: float = 1e-3, every: int = 100,
-                   progress: bool = False, augment: Any = None) -> PixelBC:
+                   progress: bool = False, augment: Any = NoAugmentation()) -> PixelBC:
     """`train_bc` on image observations, the held-out mean-action error measured every `every` steps; `augment`: an
-    augmentation component for the training minibatches (`nets.encoders.RandomShift`; default none)."""
+    augmentation component for the training minibatches (`nets.encoders.RandomShift`; default: none)."""
     import time
 
     from csil_lite.pretrain.bc import train_bc
@@ -84,8 +85,7 @@ def bc_from_pixels(policy, train: Transitions, held_out: Transitions, *, steps: 
 
     t = time.perf_counter()
     bc = train_bc(policy, train.obs, train.action, steps=steps, seed=seed, batch_size=batch_size,
-                  learning_rate=learning_rate, chunk=every, progress=progress, on_chunk=measure,
-                  **({} if augment is None else {"augment": augment}))
+                  learning_rate=learning_rate, chunk=every, progress=progress, on_chunk=measure, augment=augment)
     elapsed = time.perf_counter() - t
     return PixelBC(bc.params, np.asarray(bc.losses), np.asarray(at), np.asarray(err), elapsed / steps)
 

@@ -126,6 +126,7 @@ def tangent_projection() -> optax.GradientTransformation:
     def update(updates, state, params=None):
         if params is None:
             raise ValueError("tangent_projection needs the params (call tx.update(grads, state, params))")
+
         def project(u, w, hidden):
             if not hidden:
                 return u
@@ -206,7 +207,8 @@ def critic_probe(setup, updates: int, every: int, *, seed: int = 0,
         updates=col("updates"), critic_steps=col("updates") * utd, critic_norm=col("critic_norm"),
         hidden_norm=col("hidden_norm"), actor_norm=col("actor_norm"), lr_critic=col("lr_critic"),
         lr_hidden=col("lr_hidden"), lr_actor=col("lr_actor"), critic_loss=col("critic_loss"), q=col("q"),
-        clipped_frac=col("clipped_frac"), radial_hidden=col("radial_hidden"), tangent_hidden=col("tangent_hidden"), finite=col("finite").astype(bool), initial_critic_norm=initial[0],
+        clipped_frac=col("clipped_frac"), radial_hidden=col("radial_hidden"), tangent_hidden=col("tangent_hidden"),
+        finite=col("finite").astype(bool), initial_critic_norm=initial[0],
         initial_hidden_norm=initial[1], initial_actor_norm=initial[2], utd=utd, seconds=float(sum(times)),
         compile_seconds=float(times[0] - times[1]) if len(times) > 1 else 0.0,
     )
