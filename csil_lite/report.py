@@ -197,12 +197,13 @@ def load_runs(folder: str | Path) -> StoredRuns:
     return StoredRuns(settings, records, protocol_summary(records), curves, learning_starts)
 
 
-def threshold_summary(run_dirs: Iterable[str | Path], threshold: float, *, smooth: int = 1
-                      ) -> dict[tuple[str, str], dict[str, Any]]:
+def threshold_summary(run_dirs: Iterable[str | Path], threshold: float, *, smooth: int = 1,
+                      labels: dict[str, str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """{(method, task): {median, q25, q75, reached, seeds, steps}}: the env steps each run took to reach success
     `threshold` (`evaluation.steps_to_threshold`, on a `smooth`-evaluation trailing mean), from its config.json and
     metrics.jsonl. A run that never reached it counts as infinitely slow, so a median over seeds is finite only if
-    more than half of them reached it; `steps` lists each seed's (None: not reached), `reached` how many did."""
+    more than half of them reached it; `steps` lists each seed's (None: not reached), `reached` how many did.
+    `labels` ({run_dir: name}, a sweep's arms) names a run's method; by default `loop.method_label` of its config."""
     from csil_lite.config import RunConfig
     from csil_lite.evaluation import steps_to_threshold
     from csil_lite.loop import method_label, read_metrics
@@ -215,7 +216,7 @@ def threshold_summary(run_dirs: Iterable[str | Path], threshold: float, *, smoot
         rows = read_metrics(d)
         if not rows:
             raise UserError(f"{d}: no evaluations yet (metrics.jsonl is empty)")
-        key = (method_label(cfg), cfg.task)
+        key = ((labels or {}).get(str(d)) or method_label(cfg), cfg.task)
         if cfg.seed in per[key]:
             raise ValueError(f"threshold_summary: seed {cfg.seed} of {key[0]} on {key[1]} appears twice")
         per[key][cfg.seed] = steps_to_threshold([r["step"] for r in rows], [r["success_rate"] for r in rows],
@@ -411,14 +412,15 @@ def main(argv: list[str] | None = None) -> int:
             check_output_path(flag, path)
     runs, threshold, smooth = list(args.runs), args.threshold, args.smooth
     if args.sweep:
-        from csil_lite.sweep import read_sweep_file, runs_of_file
+        from csil_lite.sweep import expand_file, read_sweep_file
 
         if len(runs) != 1:
             raise UserError("report --sweep FILE takes one directory: the sweep's --out")
         spec = read_sweep_file(args.sweep).get("report", {})
         threshold = spec.get("threshold") if threshold is None else threshold
         smooth = spec.get("smooth") if smooth is None else smooth
-        found = [Path(runs[0]) / name for name, _ in runs_of_file(args.sweep)]
+        expanded = expand_file(args.sweep)
+        found = [Path(runs[0]) / r.name for r in expanded]
         runs = [str(d) for d in found if (d / "metrics.jsonl").is_file()]
         print(f"{len(runs)} of the sweep's {len(found)} runs have evaluations under {args.runs[0]}")
         if not runs:
@@ -432,7 +434,10 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < threshold <= 1 or (smooth is not None and smooth < 1):
             raise UserError(f"--threshold {threshold} / --smooth {smooth}: need a success rate in (0, 1] and "
                             "smooth >= 1")
-        tables.append(threshold_table(threshold_summary(runs, threshold, smooth=smooth or 1), threshold,
+        labels = None  # a sweep file's arms name its methods (with a [grid] variant's suffix)
+        if args.sweep and read_sweep_file(args.sweep).get("arms"):
+            labels = {str(Path(args.runs[0]) / r.name): r.arm + r.variant for r in expanded}
+        tables.append(threshold_table(threshold_summary(runs, threshold, smooth=smooth or 1, labels=labels), threshold,
                                       smooth=smooth or 1))
     table = "\n\n".join(tables)
     if args.table:

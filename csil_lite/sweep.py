@@ -19,6 +19,10 @@ A sweep file holds the same fields (flags given as well override it):
     [grid]                # every combination of these values is a variant of every run (a suffix names it)
     "base.compose" = ["ensemble", "residual"]
 
+    [arms.csilpp_lr]      # instead of `algos`: named arms, each an algorithm with overrides of its own
+    algo = "csilpp"       # (on top of [set]; `--arms NAME ...` picks some)
+    "agent.critic_lr" = 1e-4
+
     [resources]           # what Ray reserves per run
     cpus = 1
     gpus = 0
@@ -27,11 +31,14 @@ A sweep file holds the same fields (flags given as well override it):
     threshold = 0.85
     smooth = 1            # ... on a trailing mean of this many evaluations
 
-A string in [set] may name the run's task as `{task}` (`demos_path = "demos/{task}_200.hdf5"`). The sweep files
-of the paper's figures and tables and of the book's stored runs are in `sweeps/` (chapter 11).
+A string in [set] or an arm may name the run's task as `{task}` (`demos_path = "demos/{task}_200.hdf5"`). The
+sweep files of the paper's figures and tables and of the book's stored runs are in `sweeps/` (chapter 11).
 
-Every run is `loop.train(config, OUT/<algo>_<task>_<seed>[__variant])`, so a sweep is resumable exactly as a run is: a run
-whose `summary.json` exists is skipped, an interrupted one resumes from its checkpoint. Ray (`pip install
+Every run is `loop.train(config, OUT/<name>[__variant])`, the name `[sweep] name` (default "{arm}_{task}_{seed}";
+without [arms] an arm is its algorithm, so `csil_lift_0`), so a sweep is resumable exactly as a run is: a run
+whose `summary.json` exists is skipped, an interrupted one resumes from its checkpoint. With `[sweep] store_small
+= true` (or `--store-small`) a finished run keeps only its small files (config.json, metrics.jsonl, summary.json,
+final_eval.json and logs: its checkpoints/ and prepare/ are removed), as the book stores runs. Ray (`pip install
 csil-lite[sweep]`) starts a local cluster of `--workers` CPUs, or joins the cluster at `RAY_ADDRESS` when that is
 set; `--local` runs the same grid in a process pool without Ray. A failing run is reported (and its error written
 to `sweep_error.txt` in its directory) without stopping the others; the command exits 1 if any failed.
@@ -43,17 +50,22 @@ import argparse
 import itertools
 import json
 import os
+import shutil
+import string
 import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from csil_lite.errors import ArgumentParser, UserError, check_output_path, int_at_least
 
-SWEEP_KEYS = {"algos", "tasks", "seeds", "preset"}
+SWEEP_KEYS = {"algos", "tasks", "seeds", "preset", "name", "store_small"}
+DEFAULT_NAME = "{arm}_{task}_{seed}"
+NAME_FIELDS = {"arm", "algo", "task", "seed"}
+BULKY = ("checkpoints", "prepare")  # what `store_small` removes from a finished run
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,16 @@ class Job:
     run_dir: str
     tensorboard: bool = False
     wandb: bool = False  # an offline W&B run in RUN_DIR/wandb
+    store_small: bool = False  # once finished, remove its checkpoints/ and prepare/
+
+
+class Run(NamedTuple):
+    """One run of a grid: its name (its directory's), its arm (the algorithm without [arms]), its config and its
+    variant's suffix ("" without [grid])."""
+    name: str
+    arm: str
+    config: Any  # RunConfig
+    variant: str = ""
 
 
 @dataclass
@@ -102,46 +124,97 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def grid(algos: Iterable[str], tasks: Iterable[str], seeds: Iterable[int], *, preset_name: str = "preview",
-         overrides: dict[str, Any] | None = None, vary: dict[str, list] | None = None
-         ) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
-    """(name, RunConfig) for every algo x task x seed x variant, each the preset with the shared overrides.
+def _check_name(template: str) -> None:
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as err:
+        raise UserError(f"sweep: name {template!r}: {err}") from err
+    if fields - NAME_FIELDS or "seed" not in fields:
+        raise UserError(f"sweep: name {template!r} may use only {{{'}, {'.join(sorted(NAME_FIELDS))}}} and must "
+                        "use {seed}")
 
-    `vary` (a sweep file's [grid]): field -> list of values; every combination is a variant, named by a suffix
-    (`csilpp_lift_0__compose-residual`). A string override may name the run's task as `{task}` (e.g.
-    `demos_path = "demos/{task}_200.hdf5"`)."""
-    from csil_lite.configs import preset
-    from csil_lite.train import GROUPS
 
-    overrides = overrides or {}
-    out = []
-    for algo in algos:
-        for task in tasks:
-            for seed in seeds:
-                for suffix, variant in _variants(vary):
-                    over = {k: (dict(v) if k in GROUPS else v) for k, v in overrides.items()}
-                    for k, v in _nest(variant).items():
-                        over[k] = {**over.get(k, {}), **v} if k in GROUPS else v
-                    over = {k: ({f: (x.format(task=task) if isinstance(x, str) else x) for f, x in v.items()}
-                                if k in GROUPS else (v.format(task=task) if isinstance(v, str) else v))
-                            for k, v in over.items()}
-                    name = f"{algo}_{task}_{seed}{suffix}"
-                    try:
-                        cfg = preset(preset_name, algo=algo, task=task, seed=int(seed), **over)
-                    except (ValueError, TypeError, KeyError) as err:
-                        raise UserError(f"sweep run {name}: {err}") from err
-                    out.append((name, cfg))
-    names = [n for n, _ in out]
-    if len(set(names)) != len(names):
-        raise UserError(f"sweep: repeated runs in the grid ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
-    if not out:
-        raise UserError("sweep: the grid is empty (no algos, tasks or seeds)")
+def _arm_overrides(arms: dict[str, dict] | None, algos: Iterable[str] | None) -> dict[str, tuple[str, dict]]:
+    """{arm: (algo, overrides)}: a sweep file's [arms] (each a table with `algo` and FIELD = value overrides,
+    keys as in [set]), or one arm per algorithm without overrides."""
+    from csil_lite.train import parse_overrides
+
+    if arms and algos:
+        raise UserError("sweep: give either algos or [arms] (each arm names its algo), not both")
+    if not arms:
+        return {a: (a, {}) for a in algos or ()}
+    out = {}
+    for name, table in arms.items():
+        if not isinstance(table, dict) or not isinstance(table.get("algo"), str):
+            raise UserError(f"sweep: [arms.{name}] needs algo = \"NAME\" (and optional FIELD = value overrides)")
+        items = [f"{k}={json.dumps(v)}" for k, v in table.items() if k != "algo"]
+        try:
+            overrides, _ = parse_overrides(items)
+        except UserError as err:
+            raise UserError(f"sweep: [arms.{name}]: {err}") from err
+        out[name] = (table["algo"], overrides)
     return out
 
 
+def _merge(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Overrides applied in order; a group's (agent, nets, ...) fields merge, a top-level field is replaced."""
+    from csil_lite.train import GROUPS
+
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for k, v in layer.items():
+            out[k] = {**out.get(k, {}), **v} if k in GROUPS else v
+    return out
+
+
+def expand(algos: Iterable[str] | None, tasks: Iterable[str], seeds: Iterable[int], *, preset_name: str = "preview",
+           overrides: dict[str, Any] | None = None, vary: dict[str, list] | None = None,
+           arms: dict[str, dict] | None = None, name: str = DEFAULT_NAME) -> list[Run]:
+    """Every arm x task x seed x variant as a `Run`, each the preset of its arm's algorithm with the shared
+    overrides, then the arm's, then the variant's.
+
+    `arms` (a sweep file's [arms]): {arm: {"algo": ..., FIELD: value}}; without it every algorithm of `algos` is
+    an arm of that name. `vary` (a sweep file's [grid]): field -> list of values; every combination is a variant,
+    named by a suffix (`csilpp_lift_0__compose-residual`). `name`: the run's name from {arm}, {algo}, {task},
+    {seed}. A string override may name the run's task as `{task}` (`demos_path = "demos/{task}_200.hdf5"`)."""
+    from csil_lite.configs import preset
+    from csil_lite.train import GROUPS
+
+    _check_name(name)
+    per_arm = _arm_overrides(arms, algos)
+    out = []
+    for arm, (algo, arm_over) in per_arm.items():
+        for task in tasks:
+            for seed in seeds:
+                for suffix, variant in _variants(vary):
+                    over = _merge(overrides or {}, arm_over, _nest(variant))
+                    over = {k: ({f: (x.format(task=task) if isinstance(x, str) else x) for f, x in v.items()}
+                                if k in GROUPS else (v.format(task=task) if isinstance(v, str) else v))
+                            for k, v in over.items()}
+                    run = name.format(arm=arm, algo=algo, task=task, seed=seed) + suffix
+                    try:
+                        cfg = preset(preset_name, algo=algo, task=task, seed=int(seed), **over)
+                    except (ValueError, TypeError, KeyError) as err:
+                        raise UserError(f"sweep run {run}: {err}") from err
+                    out.append(Run(run, arm, cfg, suffix))
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise UserError(f"sweep: repeated runs in the grid ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+    if not out:
+        raise UserError("sweep: the grid is empty (no algos or arms, tasks or seeds)")
+    return out
+
+
+def grid(algos: Iterable[str] | None, tasks: Iterable[str], seeds: Iterable[int], **kwargs: Any
+         ) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
+    """(name, RunConfig) of every run of `expand(algos, tasks, seeds, **kwargs)`."""
+    return [(r.name, r.config) for r in expand(algos, tasks, seeds, **kwargs)]
+
+
 def jobs_for(runs: list[tuple[str, Any]], out: str | Path, *, tensorboard: bool = False,
-             wandb: bool = False) -> list[Job]:
-    return [Job(name, cfg.to_dict(), str(Path(out) / name), tensorboard, wandb) for name, cfg in runs]
+             wandb: bool = False, store_small: bool = False) -> list[Job]:
+    return [Job(name, cfg.to_dict(), str(Path(out) / name), tensorboard, wandb, store_small)
+            for name, cfg, *_ in runs]
 
 
 def finished(job: Job) -> bool:
@@ -164,6 +237,9 @@ def run_job(job: Job) -> Outcome:
         Path(job.run_dir).mkdir(parents=True, exist_ok=True)
         (Path(job.run_dir) / "sweep_error.txt").write_text(msg + "\n")
         return Outcome(job.name, "failed", time.perf_counter() - t0, error=msg)
+    if job.store_small:  # the stored run is its small files
+        for bulky in BULKY:
+            shutil.rmtree(Path(job.run_dir) / bulky, ignore_errors=True)
     keep = ("env_steps", "updates", "completed", "initial_success_rate", "final_success_rate")
     return Outcome(job.name, "done", time.perf_counter() - t0, summary={k: summary.get(k) for k in keep})
 
@@ -231,7 +307,7 @@ def run_sweep(jobs: list[Job], *, backend: str = "ray", workers: int = 2, cpus: 
 
 
 def read_sweep_file(path: str | Path) -> dict[str, Any]:
-    """The sweep file's [sweep], [set], [grid], [resources] and [report] tables, checked for unknown keys
+    """The sweep file's [sweep], [set], [grid], [arms], [resources] and [report] tables, checked for unknown keys
     ([report]: `threshold` and `smooth` of `csil-lite report --sweep FILE`'s steps-to-threshold table)."""
     p = Path(path)
     if not p.is_file():
@@ -240,10 +316,10 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
         spec = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as err:
         raise UserError(f"sweep file {str(p)!r}: {err}") from err
-    unknown = set(spec) - {"sweep", "set", "grid", "resources", "report"}
+    unknown = set(spec) - {"sweep", "set", "grid", "arms", "resources", "report"}
     if unknown:
         raise UserError(f"sweep file {str(p)!r}: unknown tables {sorted(unknown)}; expected [sweep], [set], "
-                        "[grid], [resources], [report]")
+                        "[grid], [arms], [resources], [report]")
     from csil_lite.train import GROUPS
 
     for key in spec.get("grid", {}):
@@ -254,6 +330,8 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     bad = set(spec.get("sweep", {})) - SWEEP_KEYS
     if bad:
         raise UserError(f"sweep file {str(p)!r}: unknown [sweep] keys {sorted(bad)}; expected {sorted(SWEEP_KEYS)}")
+    if spec.get("arms") and spec.get("sweep", {}).get("algos"):
+        raise UserError(f"sweep file {str(p)!r}: [sweep] algos and [arms] both given; each arm names its algo")
     bad = set(spec.get("report", {})) - {"threshold", "smooth"}
     if bad:
         raise UserError(f"sweep file {str(p)!r}: unknown [report] keys {sorted(bad)}; expected threshold, smooth")
@@ -263,28 +341,45 @@ def read_sweep_file(path: str | Path) -> dict[str, Any]:
     return spec
 
 
-def runs_of_file(path: str | Path, extra_set: Iterable[str] = (), **flags: Any) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
-    """The (name, RunConfig) runs of sweep file `path`; `flags` (algos, tasks, seeds, preset) and `extra_set`
-    ("FIELD=JSON" items) override the file's, as `csil-lite sweep FILE --algos ... --set ...` does."""
+def expand_file(path: str | Path | None, extra_set: Iterable[str] = (), **flags: Any) -> list[Run]:
+    """The runs of sweep file `path` (None: flags only); `flags` (algos, arms, tasks, seeds, preset) and
+    `extra_set` ("FIELD=JSON" items) override the file's, as `csil-lite sweep FILE --algos ... --set ...` does;
+    `arms` picks some of the file's [arms] by name."""
     from csil_lite.train import parse_overrides
 
     spec = read_sweep_file(path) if path else {}
-    sw = spec.get("sweep", {})
+    sw, arms = spec.get("sweep", {}), spec.get("arms")
+    if flags.get("arms"):
+        if not arms:
+            raise UserError("sweep: --arms picks arms of a sweep file's [arms] table; this sweep has none")
+        unknown = [a for a in flags["arms"] if a not in arms]
+        if unknown:
+            raise UserError(f"sweep: no arm {', '.join(unknown)}; the file's arms: {', '.join(arms)}")
+        arms = {a: arms[a] for a in flags["arms"]}
+    if arms and flags.get("algos"):
+        raise UserError("sweep: this sweep file names arms ([arms]); pick them with --arms, not --algos")
     picked = {k: flags.get(k) or sw.get(k) for k in ("algos", "tasks", "seeds")}
-    missing = [n for n, v in picked.items() if not v]
+    missing = [n for n, v in picked.items() if not v and not (n == "algos" and arms)]
     if missing:
         raise UserError(f"sweep: no {', '.join(missing)}; pass --{' --'.join(missing)} or a sweep file with them")
     items = [f"{k}={json.dumps(v)}" for k, v in spec.get("set", {}).items()] + list(extra_set)
     overrides, _ = parse_overrides(items)
-    return grid(picked["algos"], picked["tasks"], picked["seeds"],
-                preset_name=flags.get("preset") or sw.get("preset", "preview"), overrides=overrides,
-                vary=spec.get("grid"))
+    return expand(None if arms else picked["algos"], picked["tasks"], picked["seeds"],
+                  preset_name=flags.get("preset") or sw.get("preset", "preview"), overrides=overrides,
+                  vary=spec.get("grid"), arms=arms, name=sw.get("name", DEFAULT_NAME))
+
+
+def runs_of_file(path: str | Path | None, extra_set: Iterable[str] = (), **flags: Any
+                 ) -> list[tuple[str, "RunConfig"]]:  # noqa: F821
+    """(name, RunConfig) of every run of `expand_file(path, extra_set, **flags)`."""
+    return [(r.name, r.config) for r in expand_file(path, extra_set, **flags)]
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="csil-lite sweep", description=__doc__.split("\n")[0])
     p.add_argument("file", nargs="?", default=None, help="a sweep file (TOML); flags given as well override it")
     p.add_argument("--algos", nargs="+", default=None)
+    p.add_argument("--arms", nargs="+", default=None, help="only these arms of the sweep file's [arms]")
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument("--seeds", nargs="+", type=int_at_least(0), default=None)
     p.add_argument("--preset", default=None, help="budget of every run: preview, reference or paper")
@@ -295,6 +390,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--workers", type=int_at_least(1), default=2, help="parallel runs (a local Ray's CPUs)")
     p.add_argument("--cpus", type=float, default=None, help="CPUs Ray reserves per run (default 1)")
     p.add_argument("--gpus", type=float, default=None, help="GPUs (or a fraction) Ray reserves per run")
+    p.add_argument("--store-small", action="store_true",
+                   help="a finished run keeps only its small files (no checkpoints/, prepare/), as the book stores")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is finished; run nothing")
     p.add_argument("--wandb", action="store_true",
                    help="also log each run's evaluations to an offline W&B run in RUN_DIR/wandb")
@@ -305,10 +402,13 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    res = read_sweep_file(args.file).get("resources", {}) if args.file else {}
+    spec = read_sweep_file(args.file) if args.file else {}
+    res = spec.get("resources", {})
     check_output_path("--out", args.out, directory=True)
-    runs = runs_of_file(args.file, args.set, algos=args.algos, tasks=args.tasks, seeds=args.seeds, preset=args.preset)
-    jobs = jobs_for(runs, args.out, tensorboard=args.tensorboard, wandb=args.wandb)
+    runs = runs_of_file(args.file, args.set, algos=args.algos, arms=args.arms, tasks=args.tasks, seeds=args.seeds,
+                        preset=args.preset)
+    jobs = jobs_for(runs, args.out, tensorboard=args.tensorboard, wandb=args.wandb,
+                    store_small=args.store_small or bool(spec.get("sweep", {}).get("store_small", False)))
     if args.dry_run:
         for j in jobs:
             print(f"{j.name}: {'finished' if finished(j) else 'to run'}")

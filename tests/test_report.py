@@ -172,3 +172,16 @@ def test_report_cli_reads_a_sweeps_runs_and_its_threshold(tmp_path, capsys):
     bad.write_text('[sweep]\nalgos = ["csil"]\n[report]\nthreshhold = 0.5\n')
     with pytest.raises(UserError, match="threshhold"):
         report_main(["--sweep", str(bad), str(tmp_path / "out")])
+
+
+def test_report_cli_names_a_sweeps_methods_by_its_arms(tmp_path, capsys):
+    """Two arms of one algorithm are two methods (by the algorithm alone they would be one, a seed counted twice)."""
+    sweep = tmp_path / "s.toml"
+    sweep.write_text('[sweep]\ntasks = ["pointmass-reach"]\nseeds = [0]\nname = "{arm}_{seed}"\n'
+                     '[arms.slow]\nalgo = "csil"\n[arms.fast]\nalgo = "csil"\n"agent.beta" = 0.5\n'
+                     '[report]\nthreshold = 0.5\n')
+    fake_run(tmp_path / "out" / "slow_0", "csil", "pointmass-reach", 0, [0.1, 0.2, 0.6])
+    fake_run(tmp_path / "out" / "fast_0", "csil", "pointmass-reach", 0, [0.1, 0.6, 0.6])
+    assert report_main(["--sweep", str(sweep), str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| slow | 2k [2k, 2k] (1/1) |" in out and "| fast | **1k [1k, 1k] (1/1)** |" in out

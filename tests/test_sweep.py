@@ -74,6 +74,71 @@ def test_grid_variants_and_the_task_placeholder(tmp_path):
         read_sweep_file(bad)
 
 
+def test_arms_are_named_algorithms_with_overrides_of_their_own(tmp_path):
+    """[arms]: each arm an algorithm with its own overrides, on top of [set] and under a [grid] variant; a name
+    template; --arms picks arms; algos and arms together, an arm without algo, a bad field or template are errors."""
+    from csil_lite.sweep import expand_file
+
+    f = tmp_path / "arms.toml"
+    f.write_text('[sweep]\ntasks = ["pointmass-reach"]\nseeds = [0, 1]\nname = "{arm}_{seed}"\n'
+                 '[set]\nenv_steps = 400\n"agent.beta" = 0.5\n"nets.features" = 16\n'
+                 '[arms.plain]\nalgo = "csilpp"\n'
+                 '[arms.slow_critic]\nalgo = "csilpp"\n"agent.critic_lr" = 1e-5\nenv_steps = 600\n'
+                 '[arms.bc]\nalgo = "bc"\neval_every = 400\n')
+    runs = expand_file(f)
+    assert [r.name for r in runs] == ["plain_0", "plain_1", "slow_critic_0", "slow_critic_1", "bc_0", "bc_1"]
+    by = {r.name: r for r in runs}
+    assert by["plain_0"].arm == "plain" and by["plain_0"].config.algo == "csilpp" and by["bc_1"].config.algo == "bc"
+    plain, slow = by["plain_0"].config, by["slow_critic_0"].config
+    assert slow.agent.critic_lr == 1e-5 and plain.agent.critic_lr != 1e-5
+    assert (plain.env_steps, slow.env_steps, by["bc_0"].config.eval_every) == (400, 600, 400)
+    assert slow.agent.beta == plain.agent.beta == 0.5 and slow.nets.features == 16  # [set] reaches every arm
+    assert [r.name for r in expand_file(f, arms=["bc"], seeds=[3])] == ["bc_3"]
+    assert [r.name for r in expand_file(f, ["agent.beta=0.1"], arms=["plain"])][0] == "plain_0"
+    assert expand_file(f, ["agent.beta=0.1"], arms=["plain"])[0].config.agent.beta == 0.1
+    with pytest.raises(UserError, match="no arm nope"):
+        expand_file(f, arms=["nope"])
+    with pytest.raises(UserError, match="--arms, not --algos"):
+        expand_file(f, algos=["csil"])
+    f.write_text(f.read_text() + '[grid]\n"agent.tau" = [0.01, 0.02]\n')
+    names = [r.name for r in expand_file(f, arms=["plain"], seeds=[0])]
+    assert names == ["plain_0__tau-0.01", "plain_0__tau-0.02"]
+    for body, match in (('[sweep]\nalgos = ["csil"]\n[arms.a]\nalgo = "csil"\n', "both given"),
+                        ('[sweep]\ntasks = ["pointmass-reach"]\nseeds = [0]\n[arms.a]\n"agent.beta" = 1.0\n',
+                         "needs algo"),
+                        ('[sweep]\ntasks = ["pointmass-reach"]\nseeds = [0]\n[arms.a]\nalgo = "csil"\n'
+                         '"agent.betta" = 1.0\n', r"\[arms.a\].*betta"),
+                        ('[sweep]\ntasks = ["pointmass-reach"]\nseeds = [0]\nname = "{arm}_{lr}"\n[arms.a]\n'
+                         'algo = "csil"\n', "must use {seed}"),
+                        ('[sweep]\ntasks = ["pointmass-reach"]\nseeds = [0]\nname = "{arm}"\n[arms.a]\n'
+                         'algo = "csil"\n', "must use {seed}")):
+        f.write_text(body)
+        with pytest.raises(UserError, match=match):
+            expand_file(f)
+    # without [arms] every algorithm is an arm of its name, so the names are those of before
+    g = tmp_path / "algos.toml"
+    g.write_text('[sweep]\nalgos = ["csil", "bc"]\ntasks = ["pointmass-reach"]\nseeds = [0]\n')
+    assert [(r.name, r.arm) for r in expand_file(g)] == [("csil_pointmass-reach_0", "csil"),
+                                                        ("bc_pointmass-reach_0", "bc")]
+
+
+def test_store_small_keeps_a_finished_runs_small_files_only(tmp_path):
+    """A run of a `store_small` sweep ends as the book stores runs: no checkpoints/ or prepare/, and it still
+    counts as finished (skipped when the sweep runs again)."""
+    from csil_lite.sweep import run_job
+
+    (name, cfg), = grid(["bc"], [TASK], [0], overrides={**TINY, "env_steps": 100, "checkpoint_every": 50})
+    job, = jobs_for([(name, cfg)], tmp_path, store_small=True)
+    outcome = run_job(job)
+    assert outcome.status == "done", outcome.error
+    left = sorted(p.name for p in Path(job.run_dir).iterdir())
+    assert "checkpoints" not in left and "prepare" not in left and "config.json" in left and "summary.json" in left
+    assert [o.status for o in run_sweep([job], backend="local", progress=False)] == ["skipped"]
+    kept, = jobs_for([(name, cfg)], tmp_path / "kept")
+    run_job(kept)
+    assert (Path(kept.run_dir) / "checkpoints").is_dir()  # the default keeps what a resume needs
+
+
 @pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("sweeps/*.toml")), ids=lambda p: p.name)
 def test_the_shipped_sweep_files_expand_into_valid_runs(path):
     """Every sweep file in sweeps/ (the paper's figures and tables, the book's stored runs) reads, and its grid is
