@@ -190,8 +190,9 @@ def prepare(cfg: RunConfig, demos: Transitions | None = None, *, progress: bool 
                                       demos.action[:1])
     critic_params = agent.encoder_training.share(bc_params, critic_params)  # the BC encoder, where it is shared
     critic_losses = np.zeros(0)
-    if cfg.critic_pretrain_steps > 0:
-        pre = pretrain_critic(agent.critic, critic_params, demos, demo_rewards, steps=cfg.critic_pretrain_steps,
+    if cfg.critic_pretrain_steps > 0:  # with one frozen encoder, SARSA reads the demonstrations encoded once
+        sarsa_critic, sarsa_demos = agent.encoder_training.pre_encode_demos(agent, bc_params, demos)
+        pre = pretrain_critic(sarsa_critic, critic_params, sarsa_demos, demo_rewards, steps=cfg.critic_pretrain_steps,
                               optimiser=agent.encoder_training.optimiser,
                               gamma=cfg.agent.gamma, tau=cfg.agent.tau, learning_rate=cfg.critic_pretrain_lr,
                               batch_size=cfg.bc_batch, grad_penalty=cfg.agent.grad_penalty, seed=cfg.seed + 2,

@@ -337,3 +337,35 @@ def test_one_frozen_encoder_is_applied_once_per_update_with_the_same_result():
 
     assert make_agent(end, demos.obs_spec, 2).headless is None
     assert make_agent(preset("preview", algo="csilpp"), demos.obs_spec["state"], 2).headless is None  # states
+
+
+def test_sarsa_pretraining_reads_the_demonstrations_encoded_once():
+    """With one frozen encoder, SARSA pretraining trains the headless critic on the demonstrations encoded once
+    (`FrozenAfterBC.pre_encode_demos`): its critic equals SARSA encoding every batch inside the critic (to float
+    noise: Adam's per-step lr on near-zero-gradient batch-norm shifts), its encoder params stay the BC encoder's,
+    and end to end the demonstrations are not touched."""
+    from csil_lite.configs import preset
+    from csil_lite.loop import prepare
+    from csil_lite.nets.encoders import EndToEnd
+    from csil_lite.pretrain.critic import pretrain_critic
+
+    demos = _image_demos()
+    nets = dict(encoder="resnet_per_camera", policy_hidden=(16,), features=16, critic_hidden=(16,), critic_atoms=11)
+    cfg = preset("preview", algo="csilpp", bc_steps=20, critic_pretrain_steps=0, bc_batch=8,
+                 agent=dict(n_demo=4, n_online=4), nets=nets)
+    setup = prepare(cfg, demos, progress=False)
+    agent, rule = setup.agent, setup.agent.encoder_training
+    critic, encoded = rule.pre_encode_demos(agent, setup.bc_params, setup.demos, chunk=5)  # chunks cut episodes
+    assert critic is agent.headless.critic and encoded.obs.shape == (setup.demos.size, encoded.obs.shape[1])
+    assert encoded.obs.ndim == 2 and encoded.next_obs.shape == encoded.obs.shape
+    rewards = np.linspace(-1.0, 0.0, setup.demos.size, dtype=np.float32)
+    kw = dict(steps=6, gamma=0.99, tau=0.05, learning_rate=1e-3, batch_size=8, grad_penalty=0.0, seed=2,
+              chunk=6, progress=False, optimiser=rule.optimiser)
+    once = pretrain_critic(critic, setup.critic_params, encoded, rewards, **kw)
+    inside = pretrain_critic(agent.critic, setup.critic_params, setup.demos, rewards, **kw)
+    np.testing.assert_allclose(once.losses, inside.losses, rtol=1e-3, atol=1e-5)
+    assert _max_change(once.params["params"], inside.params["params"]) < 2 * 6 * 1e-3
+    assert _max_change(once.params["params"], setup.critic_params["params"]) > 1e-4  # SARSA did move the critic
+    enc = once.params["params"]["encoder"]
+    assert _max_change(enc, setup.critic_params["params"]["encoder"]) == 0.0  # frozen
+    assert EndToEnd().pre_encode_demos(agent, setup.bc_params, setup.demos) == (agent.critic, setup.demos)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class Flatten(nn.Module):
@@ -206,6 +207,25 @@ class FrozenAfterBC:
         encode = lambda obs: jax.lax.stop_gradient(encoder.apply(params, obs))  # noqa: E731
         return agent.headless, batch._replace(obs=encode(batch.obs), next_obs=encode(batch.next_obs))
 
+    def pre_encode_demos(self, agent, policy_variables, demos, chunk: int = 256):
+        """(the critic SARSA pretraining trains, the demonstrations it reads): with `agent.headless`, its critic
+        without the encoder and the demonstrations' observations and next observations replaced by the frozen BC
+        encoder's features, each frame encoded once for the whole of SARSA (in chunks of `chunk` frames) instead
+        of in every step's batch; without it, `agent.critic` and the demonstrations as given. Book: eq-ch8-shared."""
+        if agent.headless is None:
+            return agent.critic, demos
+        from csil_lite import obs as obs_lib  # noqa: PLC0415
+
+        params = {"params": policy_variables["params"]["encoder"]}
+        encode = jax.jit(lambda o: agent.policy.encoder.apply(params, o))
+        n = obs_lib.size(demos.obs)
+
+        def features(obs):
+            return np.concatenate([np.asarray(encode(obs_lib.take(obs, slice(i, i + chunk))))
+                                   for i in range(0, n, chunk)])
+
+        return agent.headless.critic, demos._replace(obs=features(demos.obs), next_obs=features(demos.next_obs))
+
     def optimiser(self, tx):
         import optax  # noqa: PLC0415
 
@@ -235,6 +255,9 @@ class EndToEnd(FrozenAfterBC):
 
     def pre_encode(self, agent, state, batch):
         return agent, batch
+
+    def pre_encode_demos(self, agent, policy_variables, demos, chunk: int = 256):
+        return agent.critic, demos
 
     def optimiser(self, tx):
         return tx
