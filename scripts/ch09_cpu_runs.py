@@ -9,8 +9,8 @@ actions are executed open-loop, and a small policy learned from 10 scripted demo
   from 500, as chapter 7's robosuite runs), 20 evaluation episodes every 500; the demonstrations are written to a
   robomimic HDF5 file as chapter 7 builds them and `config.json` keeps the file's name (`demos_file`).
 
-On top of the base, each method is the preview preset of its algorithm with only the fields of `config` changed,
-seeds 0, 1 and 2:
+On top of the base, each method is an arm of the setting's sweep file (`sweeps/book_ch09_<setting>.toml`: the
+preview preset of its algorithm with only the file's fields changed), seeds 0, 1 and 2:
 
 - `base`: the base alone, re-evaluated as the runs' final evaluation is (`csil-lite evaluate --repeats 5`);
 - `csilpp ensemble` (the paper's method), `xqc_od ensemble` and `xqc_od residual` (its baselines), and, on the
@@ -48,6 +48,8 @@ from pathlib import Path
 CHUNK = 10
 DEMOS = 10
 REPEATS = 5
+SWEEP_FILES = {setting: Path(__file__).resolve().parents[1] / "sweeps" / f"book_ch09_{setting}.toml"
+               for setting in ("toy", "can")}  # the train runs' configurations
 METHODS = ("csilpp ensemble", "csilpp residual", "xqc_od ensemble", "xqc_od residual", "base")
 SETTINGS = {
     "toy": dict(task="pointmass-reach", base="book/_artefacts/base/pointmass-reach_1000", env_steps=5_000,
@@ -60,24 +62,19 @@ SETTINGS = {
 
 def config(setting: str, method: str, seed: int, env_steps: int | None = None, residual_scale: float | None = None,
            demos_path: str | None = None):
-    """The preview preset of the method's algorithm in `setting` (a key of `SETTINGS`) with this script's fields.
+    """The run of `method` ("csilpp ensemble", ...) and `seed` in the setting's sweep file (`SWEEP_FILES`), the
+    preview preset of the method's algorithm with the file's fields; `env_steps`, a residual's `residual_scale`
+    and `demos_path` (robosuite settings; default the demonstrations file's name, as config.json stores it)
+    override it."""
+    from csil_lite.sweep import expand_file
 
-    `env_steps` defaults to the setting's; `demos_path` (robosuite settings) defaults to the setting's file name.
-    """
-    from csil_lite.configs import preset
-
-    s = SETTINGS[setting]
-    algo, compose = method.split()
-    base = dict(source=s["base"], chunk=CHUNK, compose=compose)
-    if compose == "residual":
-        base.update(residual_scale=residual_scale, residual_init_scale=0.0 if algo == "xqc_od" else None)
-    fields = dict(task=s["task"], num_demos=DEMOS, env_steps=env_steps or s["env_steps"], eval_every=s["eval_every"],
-                  eval_episodes=s["eval_episodes"], final_eval_repeats=REPEATS, base=base)
-    if "learning_starts" in s:
-        fields["learning_starts"] = s["learning_starts"]
-    if s["demos_file"]:
-        fields["demos_path"] = demos_path or s["demos_file"]
-    return preset("preview", algo=algo, seed=seed, **fields)
+    extra = [f"env_steps={env_steps}"] if env_steps else []
+    if residual_scale is not None and method.endswith("residual"):
+        extra.append(f"base.residual_scale={residual_scale}")
+    if SETTINGS[setting]["demos_file"]:
+        extra.append(f"demos_path={json.dumps(demos_path or SETTINGS[setting]['demos_file'])}")
+    (run,) = expand_file(SWEEP_FILES[setting], extra, arms=[method.replace(" ", "_")], seeds=[seed])
+    return run.config
 
 
 def run(job: tuple[str, str, int, str, int, float | None, str | None]) -> str:
