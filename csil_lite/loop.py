@@ -11,9 +11,11 @@ exactly as if it had never stopped; a resume never repeats BC or SARSA.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
+import os
 import shutil
 import sys
 import time
@@ -320,13 +322,15 @@ def train(
     view = embedding_edge(cfg.embed, lambda: (demos if setup is None else load_demos(cfg)).obs, seed=cfg.seed)
     env = view.wrap(edge.wrap(make_env(cfg.task, seed=cfg.seed, **env_kwargs(cfg.obs, cfg.image_size))))
     eval_envs: list[Any] = []
+    stack = contextlib.ExitStack()
     try:  # the environments are closed however the run ends (a robosuite env holds a simulator and a renderer)
         _check_demos_fit(cfg, demos if setup is not None else view.label(jax.tree.map(lambda x: x[:2], demos)), env)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stack.enter_context(exclusive(run_dir))  # one process per run directory, until this run returns
         if not resume:
             for old in ("prepare", "checkpoints", "summary.json"):
                 shutil.rmtree(run_dir / old, ignore_errors=True) if old != "summary.json" else \
                     (run_dir / old).unlink(missing_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(cfg_path, json.dumps(cfg.to_dict(), indent=2))
         if setup is None:
             setup = prepare(cfg, demos, progress=progress, run_dir=run_dir, edge=edge, view=view)
@@ -345,10 +349,33 @@ def train(
             write_atomic(run_dir / "summary.json", json.dumps(written, indent=2))
         return summary
     finally:
+        stack.close()
         for e in (env, *eval_envs):
             e.close()
         del env, eval_envs
         release_memory()
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path):
+    """Hold an exclusive lock on the run directory (POSIX `flock` on the directory itself, released when the
+    process ends however it ends): a second process training into the same directory, say a sweep started again
+    while an earlier one's worker still runs, stops with an error instead of interleaving the two runs' files."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"run directory {str(run_dir)!r} is in use by another process training into it; "
+                            "wait for it to stop (or stop it), then run again to resume") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 class AgentDiverged(RuntimeError):

@@ -244,10 +244,29 @@ def run_job(job: Job) -> Outcome:
     return Outcome(job.name, "done", time.perf_counter() - t0, summary={k: summary.get(k) for k in keep})
 
 
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """A pool worker's initializer: a daemon thread ends the worker once its parent is gone (a killed sweep
+    leaves no orphan training into a run directory the next sweep will resume)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def pool(workers: int) -> ProcessPoolExecutor:
+    """The local backend's process pool: spawned workers (a forked child of a process that has run JAX can
+    deadlock) that end with the sweep's process."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_exit_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def _local(jobs: list[Job], workers: int, report: Callable[[Outcome], None]) -> None:
-    # spawn, not fork: a forked child of a process that has run JAX can deadlock
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        for fut in as_completed([pool.submit(run_job, j) for j in jobs]):
+    with pool(workers) as pool_:
+        for fut in as_completed([pool_.submit(run_job, j) for j in jobs]):
             report(fut.result())
 
 

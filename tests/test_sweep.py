@@ -212,3 +212,56 @@ def test_ray_sweep_on_a_two_node_cluster_joined_through_ray_address(tmp_path, on
             assert _strip(read_metrics(tmp_path / name)) == one_by_one[name], name
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_a_run_directory_in_use_is_refused_and_nothing_in_it_touched(tmp_path):
+    """Two processes training into one directory (a sweep started again while a killed sweep's worker still runs)
+    would interleave their metrics: the second stops with a clear error before writing anything."""
+    import fcntl
+
+    (name, cfg), = grid(["bc"], [TASK], [0], overrides={**TINY, "env_steps": 100})
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    fd = os.open(run_dir, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another open file description: as another process would
+    try:
+        with pytest.raises(UserError, match="in use by another process"):
+            train(cfg, run_dir, progress=False)
+        assert list(run_dir.iterdir()) == []
+    finally:
+        os.close(fd)
+    train(cfg, run_dir, progress=False)  # released: it runs
+    assert (run_dir / "summary.json").exists()
+
+
+def test_pool_workers_end_with_the_sweep_process(tmp_path):
+    """A killed sweep leaves no worker behind: the local pool's workers watch their parent and exit with it."""
+    import signal
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from csil_lite.sweep import pool\n"
+        "if __name__ == '__main__':\n"
+        "    p = pool(1)\n"
+        "    print(p.submit(os.getpid).result(), flush=True)\n"
+        "    p.submit(time.sleep, 600)\n"
+        "    time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # alive while the parent is
+        parent.send_signal(signal.SIGKILL)  # as `kill -9` of the sweep would
+        parent.wait(timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"worker {worker} outlived its sweep")
+    finally:
+        parent.kill()
