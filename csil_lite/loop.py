@@ -373,6 +373,8 @@ def exclusive(run_dir: Path):
         except BlockingIOError:
             raise UserError(f"run directory {str(run_dir)!r} is in use by another process training into it; "
                             "wait for it to stop (or stop it), then run again to resume") from None
+        except OSError:  # a file system without flock (some network mounts): run unlocked
+            pass
         yield
     finally:
         os.close(fd)
