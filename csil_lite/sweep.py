@@ -213,8 +213,8 @@ def grid(algos: Iterable[str] | None, tasks: Iterable[str], seeds: Iterable[int]
 
 def jobs_for(runs: list[tuple[str, Any]], out: str | Path, *, tensorboard: bool = False,
              wandb: bool = False, store_small: bool = False) -> list[Job]:
-    return [Job(name, cfg.to_dict(), str(Path(out) / name), tensorboard, wandb, store_small)
-            for name, cfg, *_ in runs]
+    pairs = [(r.name, r.config) if isinstance(r, Run) else r for r in runs]  # `expand`'s runs or (name, config)
+    return [Job(name, cfg.to_dict(), str(Path(out) / name), tensorboard, wandb, store_small) for name, cfg in pairs]
 
 
 def finished(job: Job) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from csil_lite.errors import UserError
 from csil_lite.loop import read_metrics, train
-from csil_lite.sweep import Job, grid, jobs_for, main, read_sweep_file, run_sweep
+from csil_lite.sweep import Job, expand, grid, jobs_for, main, read_sweep_file, run_sweep
 
 TINY = {"num_demos": 3, "bc_steps": 50, "critic_pretrain_steps": 20, "env_steps": 300, "learning_starts": 64,
         "eval_every": 100, "eval_episodes": 2, "replay_capacity": 1000,
@@ -134,6 +134,8 @@ def test_store_small_keeps_a_finished_runs_small_files_only(tmp_path):
     left = sorted(p.name for p in Path(job.run_dir).iterdir())
     assert "checkpoints" not in left and "prepare" not in left and "config.json" in left and "summary.json" in left
     assert [o.status for o in run_sweep([job], backend="local", progress=False)] == ["skipped"]
+    assert jobs_for(expand(["bc"], [TASK], [0], overrides={**TINY, "env_steps": 100, "checkpoint_every": 50}),
+                    tmp_path) == jobs_for([(name, cfg)], tmp_path)  # `expand`'s runs as well as (name, config)
     kept, = jobs_for([(name, cfg)], tmp_path / "kept")
     run_job(kept)
     assert (Path(kept.run_dir) / "checkpoints").is_dir()  # the default keeps what a resume needs
