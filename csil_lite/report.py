@@ -416,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if len(runs) != 1:
             raise UserError("report --sweep FILE takes one directory: the sweep's --out")
-        spec = read_sweep_file(args.sweep).get("report", {})
+        sweep_spec = read_sweep_file(args.sweep)
+        spec = sweep_spec.get("report", {})
         threshold = spec.get("threshold") if threshold is None else threshold
         smooth = spec.get("smooth") if smooth is None else smooth
         expanded = expand_file(args.sweep)
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--threshold {threshold} / --smooth {smooth}: need a success rate in (0, 1] and "
                             "smooth >= 1")
         labels = None  # a sweep file's arms name its methods (with a [grid] variant's suffix)
-        if args.sweep and read_sweep_file(args.sweep).get("arms"):
+        if args.sweep and sweep_spec.get("arms"):
             labels = {str(Path(args.runs[0]) / r.name): r.arm + r.variant for r in expanded}
         tables.append(threshold_table(threshold_summary(runs, threshold, smooth=smooth or 1, labels=labels), threshold,
                                       smooth=smooth or 1))
